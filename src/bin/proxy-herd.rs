@@ -1,1 +1,120 @@
-fn main(){}
+//! `proxy-herd NAME`: runs one server of the herd.
+//!
+//! Kept thin on purpose: parse the flags, validate the herd, bind, start,
+//! wait for a signal. All the work lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use proxy_herd::herd::Herd;
+use proxy_herd::logging::ServerLog;
+use proxy_herd::places::{PlacesConfig, GOOGLE_NEARBY_URL};
+use proxy_herd::server::{self, Listeners, ServerConfig, DEFAULT_MAX_LINE};
+
+/// One server of a proxy herd: takes client locations (IAMAT), floods them
+/// to its neighbours, and answers WHATSAT by asking Google Places.
+///
+/// The API key is read from GOOGLE_PLACES_API_KEY and is never logged.
+/// SIGINT or SIGTERM stops the server cleanly (exit status 0).
+#[derive(Parser, Debug)]
+#[command(version, about, long_about)]
+struct Args {
+    /// The server to run: a name from the herd (Riley, Jaquez, Juzang,
+    /// Campbell or Bernard in the built-in herd).
+    name: String,
+
+    /// Herd file (JSON) replacing the built-in five-server herd on
+    /// 127.0.0.1:12000-12004 (peer ports 22000-22004).
+    #[arg(long, value_name = "HERD.json")]
+    config: Option<PathBuf>,
+
+    /// Folder for the log file NAME.log (created if missing).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    log_dir: PathBuf,
+
+    /// Nearby Search URL, to use a local Places stand-in such as
+    /// places-stub instead of Google.
+    #[arg(long, value_name = "URL", env = "PLACES_URL", default_value = GOOGLE_NEARBY_URL)]
+    places_url: String,
+
+    /// Longest line accepted, in bytes; a longer line closes its
+    /// connection.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE,
+          value_parser = clap::value_parser!(usize))]
+    max_line: usize,
+
+    /// How long a Places request may take, in seconds, before the reply
+    /// says UNKNOWN_ERROR.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    places_timeout: f64,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("proxy-herd: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let herd = match &args.config {
+        Some(path) => Herd::from_file(path).map_err(|e| e.to_string())?,
+        None => Herd::default_herd(),
+    };
+    let spec = herd.server(&args.name).map_err(|e| e.to_string())?.clone();
+    if !(args.places_timeout > 0.0 && args.places_timeout.is_finite()) {
+        return Err(format!(
+            "--places-timeout must be a positive number of seconds, not {}",
+            args.places_timeout
+        ));
+    }
+    if args.max_line == 0 {
+        return Err("--max-line must be at least 1".into());
+    }
+    // Bind before opening the log, so a port in use fails with nothing
+    // else done.
+    let listeners = Listeners::bind(&spec).map_err(|e| e.to_string())?;
+    let (log, log_path) = ServerLog::to_file(&args.log_dir, &spec.name)
+        .map_err(|e| format!("cannot open log in {}: {e}", args.log_dir.display()))?;
+
+    let (signal_tx, signal_rx) = crossbeam_channel::bounded::<()>(1);
+    ctrlc::set_handler(move || {
+        let _ = signal_tx.try_send(());
+    })
+    .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+
+    let places = PlacesConfig {
+        url: args.places_url,
+        key: std::env::var("GOOGLE_PLACES_API_KEY").ok(),
+        timeout: Duration::from_secs_f64(args.places_timeout),
+    };
+    let config = ServerConfig {
+        name: spec.name.clone(),
+        herd,
+        places,
+        max_line: args.max_line,
+        log: log.clone(),
+    };
+    let server = server::start(config, listeners).map_err(|e| e.to_string())?;
+    eprintln!(
+        "proxy-herd: {} serving clients on {}, neighbours on {}, log {}",
+        spec.name,
+        server.client_addr(),
+        server.peer_addr(),
+        log_path.display()
+    );
+
+    let _ = signal_rx.recv();
+    // Every line already handled is in the log (each record is flushed as
+    // it is written). Exit at once rather than join threads that may be
+    // waiting on a slow Places call: PROTOCOL.md §7 gives us 250 ms.
+    log.info(format_args!("{} got a stop signal; exiting", spec.name));
+    log.flush();
+    std::process::exit(0);
+}

@@ -1,2 +1,242 @@
-//! The Places client (written by the core) and Google's JSON layout.
+//! The Places client: one Nearby Search request per WHATSAT, over blocking
+//! `ureq`, and whatever Places answers turned into the JSON of the reply.
+//!
+//! The connection thread that got the WHATSAT makes the HTTP call itself
+//! and simply blocks until it returns. That is the thread-per-connection
+//! answer to "a slow Places call MUST NOT delay other clients": every other
+//! client has its own thread, so nothing waits but the client who asked.
+//! (An asyncio server gets the same effect with `await session.get(...)`,
+//! which yields the one event loop to other clients instead.)
+//!
+//! One `ureq::Agent` is shared by every thread. It keeps a pool of
+//! keep-alive connections, so a busy server reuses its HTTP (and TLS)
+//! connections to Places instead of opening one per request.
+//!
+//! The key never leaves this module except in the request itself: error
+//! messages are written here from the kind of failure, never from the
+//! URL, and log lines name the endpoint without its query.
+
 pub mod layout;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::logging::ServerLog;
+use crate::protocol::Location;
+
+/// Google's legacy Nearby Search endpoint, the default.
+pub const GOOGLE_NEARBY_URL: &str = "https://maps.googleapis.com/maps/api/place/nearbysearch/json";
+
+/// The largest Places answer read; past it the request counts as failed.
+pub const MAX_RESPONSE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// How Places is reached.
+#[derive(Debug, Clone)]
+pub struct PlacesConfig {
+    /// The Nearby Search URL (Google's, or a local stand-in).
+    pub url: String,
+    /// The API key; `None` makes every WHATSAT answer `REQUEST_DENIED`
+    /// without a request.
+    pub key: Option<String>,
+    /// The longest a request may take, start to end.
+    pub timeout: Duration,
+}
+
+impl Default for PlacesConfig {
+    fn default() -> PlacesConfig {
+        PlacesConfig {
+            url: GOOGLE_NEARBY_URL.to_string(),
+            key: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A Places client; clones share the connection pool.
+#[derive(Clone)]
+pub struct Places {
+    agent: ureq::Agent,
+    url: String,
+    key: Option<String>,
+}
+
+impl Places {
+    /// Makes a client. Nothing is sent until the first WHATSAT.
+    pub fn new(config: PlacesConfig) -> Places {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(config.timeout))
+            // A non-200 answer is a value we report, not a transport error.
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Places {
+            agent,
+            url: config.url,
+            key: config.key.filter(|k| !k.is_empty()),
+        }
+    }
+
+    /// The JSON for a WHATSAT reply: Places' answer for `radius_m` metres
+    /// around `location`, `results` cut to `bound`, with the reply's
+    /// newline rule applied (PROTOCOL.md §4). A failed request gives an
+    /// error object of the same shape. Logs the request and its outcome.
+    pub fn nearby(
+        &self,
+        location: &Location,
+        radius_m: u32,
+        bound: usize,
+        log: &ServerLog,
+    ) -> String {
+        let started = Instant::now();
+        let result = self.fetch(location, radius_m).and_then(|body| {
+            layout::cut_results(&body, bound).map_err(|_| {
+                Failure::unknown("Places answered with something that is not a JSON object")
+            })
+        });
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        let json = match result {
+            Ok(json) => {
+                log.info(format_args!(
+                    "places GET {} location={} radius={radius_m}: OK in {ms:.1} ms",
+                    self.url,
+                    location.places_param()
+                ));
+                json
+            }
+            Err(failure) => {
+                log.error(format_args!(
+                    "places GET {} location={} radius={radius_m}: {} ({}) in {ms:.1} ms",
+                    self.url,
+                    location.places_param(),
+                    failure.status,
+                    failure.message
+                ));
+                error_json(failure.status, &failure.message)
+            }
+        };
+        layout::squeeze_newlines(&json)
+    }
+
+    /// Sends the request and returns the body of a 200 answer.
+    fn fetch(&self, location: &Location, radius_m: u32) -> Result<String, Failure> {
+        let Some(key) = &self.key else {
+            return Err(Failure {
+                status: "REQUEST_DENIED",
+                message: "no API key is set: put it in GOOGLE_PLACES_API_KEY".into(),
+            });
+        };
+        let response = self
+            .agent
+            .get(&self.url)
+            .query("location", location.places_param())
+            .query("radius", radius_m.to_string())
+            .query("key", key)
+            .call();
+        let mut response = response.map_err(|e| Failure::unknown(&describe(&e)))?;
+        let status = response.status();
+        if status != 200 {
+            return Err(Failure::unknown(&format!(
+                "Places answered HTTP {}",
+                status.as_u16()
+            )));
+        }
+        response
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE_BYTES)
+            .read_to_string()
+            .map_err(|e| Failure::unknown(&describe(&e)))
+    }
+}
+
+/// A failed Places request, as the reply will report it.
+struct Failure {
+    status: &'static str,
+    message: String,
+}
+
+impl Failure {
+    fn unknown(message: &str) -> Failure {
+        Failure {
+            status: "UNKNOWN_ERROR",
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Says what went wrong with a request without quoting the request, whose
+/// URL holds the key.
+fn describe(e: &ureq::Error) -> String {
+    let what = match e {
+        ureq::Error::Timeout(_) => "timed out".to_string(),
+        ureq::Error::HostNotFound => "host not found".to_string(),
+        ureq::Error::ConnectionFailed => "connection failed".to_string(),
+        ureq::Error::Io(io) => io.kind().to_string(),
+        ureq::Error::BodyExceedsLimit(n) => format!("answer larger than {n} bytes"),
+        ureq::Error::StatusCode(code) => format!("HTTP {code}"),
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => "TLS failure".to_string(),
+        ureq::Error::Protocol(_) => "malformed HTTP answer".to_string(),
+        _ => "request failed".to_string(),
+    };
+    format!("Places request failed: {what}")
+}
+
+/// The JSON object a failed request becomes: the shape of a Places answer
+/// with no results, in Google's layout and key order.
+pub fn error_json(status: &str, message: &str) -> String {
+    let value: Value = json!({
+        "error_message": message,
+        "html_attributions": [],
+        "results": [],
+        "status": status,
+    });
+    layout::styled(&value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error object has Google's keys in Google's order and layout.
+    #[test]
+    fn error_json_shape() {
+        assert_eq!(
+            error_json("UNKNOWN_ERROR", "Places answered HTTP 500"),
+            "{\n   \"error_message\" : \"Places answered HTTP 500\",\n   \"html_attributions\" : [],\n   \"results\" : [],\n   \"status\" : \"UNKNOWN_ERROR\"\n}\n"
+        );
+    }
+
+    /// With no key, no request is made and the reply says REQUEST_DENIED.
+    #[test]
+    fn no_key_is_request_denied() {
+        let places = Places::new(PlacesConfig {
+            // Nothing listens here; a request would fail differently.
+            url: "http://127.0.0.1:9/nearbysearch/json".into(),
+            key: None,
+            timeout: Duration::from_millis(100),
+        });
+        let loc = Location::parse("+34.068930-118.445127").unwrap();
+        let json = places.nearby(&loc, 1000, 5, &ServerLog::discard());
+        assert!(json.contains("\"status\" : \"REQUEST_DENIED\""), "{json}");
+        assert!(json.contains("GOOGLE_PLACES_API_KEY"), "{json}");
+        assert!(!json.ends_with('\n'));
+    }
+
+    /// A connection failure becomes UNKNOWN_ERROR and never shows the key.
+    #[test]
+    fn failure_hides_key() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener); // now nothing listens there
+        let places = Places::new(PlacesConfig {
+            url: format!("http://{addr}/maps/api/place/nearbysearch/json"),
+            key: Some("SECRET-KEY-123".into()),
+            timeout: Duration::from_millis(500),
+        });
+        let loc = Location::parse("+1+2").unwrap();
+        let json = places.nearby(&loc, 1000, 5, &ServerLog::discard());
+        assert!(json.contains("\"status\" : \"UNKNOWN_ERROR\""), "{json}");
+        assert!(!json.contains("SECRET-KEY-123"), "{json}");
+    }
+}

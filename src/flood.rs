@@ -1,0 +1,298 @@
+//! Flooding: one sender thread per neighbour, fed by a channel.
+//!
+//! When the store takes a new record, the connection thread that got it
+//! calls [`Flood::broadcast`], which puts the AT line on every neighbour's
+//! `crossbeam-channel` queue and returns at once: flooding never makes a
+//! client wait for a neighbour (PROTOCOL.md §5). Each neighbour has one
+//! [`link`] thread that owns the TCP connection to that neighbour's peer
+//! port and writes whatever its queue holds, as many queued lines per
+//! write as there are.
+//!
+//! A link's life:
+//! 1. connect; on failure wait (50 ms, doubling to 2 s) and try again;
+//! 2. send every record the store holds (the resync), then
+//! 3. send queued lines until the connection fails or the neighbour
+//!    closes it, and go back to 1.
+//!
+//! Lines queued while the link is down are thrown away: the resync of step
+//! 2 sends the newest record of every client, which is everything those
+//! lines said and more, and the queue cannot grow without bound while a
+//! neighbour is away. A line may be sent twice (queued and in the
+//! snapshot); the neighbour's store drops the second copy.
+//!
+//! A neighbour never answers a valid AT line, so a dead neighbour would
+//! otherwise go unnoticed until the next write, and the first write to a
+//! dead socket "succeeds" into the void. A small reader thread per link
+//! therefore waits for the neighbour's end-of-file (or a `?` reply, which
+//! it logs) and tells the sender at once, so the link reconnects and
+//! resyncs as soon as the neighbour is back.
+//!
+//! Shutdown works by closing channels: dropping the `Sender<()>` held by
+//! the server wakes every link thread's `select!`, including one waiting
+//! out a backoff, where a `sleep` would not.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver, Sender};
+
+use crate::herd::ServerSpec;
+use crate::logging::ServerLog;
+use crate::protocol::Escaped;
+use crate::store::Store;
+
+/// The first wait after a failed connect; it doubles up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+/// The longest wait between connection attempts ("a few seconds").
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How long a connect may take before it counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A neighbour that accepts but does not read would block a write for
+/// ever; past this the link is dropped and later resynced.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// At most this many queued lines go out in one write.
+const BATCH: usize = 256;
+
+/// The sending side of flooding: a queue per neighbour.
+#[derive(Clone)]
+pub struct Flood {
+    queues: Arc<Vec<Sender<Arc<str>>>>,
+}
+
+impl Flood {
+    /// Queues an AT line (without `\n`) for every neighbour. Never blocks:
+    /// the queues are unbounded, and emptied while a link is down.
+    pub fn broadcast(&self, line: Arc<str>) {
+        for queue in self.queues.iter() {
+            // A closed queue means the server is shutting down.
+            let _ = queue.send(Arc::clone(&line));
+        }
+    }
+}
+
+/// Starts one link thread per neighbour. The threads end when `shutdown`'s
+/// sender is dropped.
+pub fn start(
+    me: &str,
+    neighbours: &[ServerSpec],
+    store: &Store,
+    log: &ServerLog,
+    shutdown: &Receiver<()>,
+) -> (Flood, Vec<JoinHandle<()>>) {
+    let mut queues = Vec::new();
+    let mut threads = Vec::new();
+    for spec in neighbours {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        queues.push(tx);
+        let link = Link {
+            neighbour: spec.name.clone(),
+            host: spec.host.clone(),
+            port: spec.peer_port,
+            queue: rx,
+            store: store.clone(),
+            log: log.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let thread = thread::Builder::new()
+            .name(format!("{me}->{}", spec.name))
+            .spawn(move || link.run())
+            .expect("spawn link thread");
+        threads.push(thread);
+    }
+    (
+        Flood {
+            queues: Arc::new(queues),
+        },
+        threads,
+    )
+}
+
+/// One neighbour's sender.
+struct Link {
+    neighbour: String,
+    host: String,
+    port: u16,
+    queue: Receiver<Arc<str>>,
+    store: Store,
+    log: ServerLog,
+    shutdown: Receiver<()>,
+}
+
+/// Why a connected link stopped.
+enum Ended {
+    /// The link failed; reconnect.
+    Broken,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+impl Link {
+    fn run(self) {
+        let mut backoff = MIN_BACKOFF;
+        let mut was_down_logged = false;
+        loop {
+            match self.connect() {
+                Ok(stream) => {
+                    backoff = MIN_BACKOFF;
+                    was_down_logged = false;
+                    let peer = stream
+                        .peer_addr()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default();
+                    self.log
+                        .info(format_args!("link to {} ({peer}) up", self.neighbour));
+                    let ended = self.serve(stream);
+                    self.log
+                        .info(format_args!("link to {} ({peer}) down", self.neighbour));
+                    if let Ended::Shutdown = ended {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // Log the first failure of a run, not every retry.
+                    if !was_down_logged {
+                        self.log.warn(format_args!(
+                            "link to {} at {}:{} cannot connect ({e}); retrying",
+                            self.neighbour, self.host, self.port
+                        ));
+                        was_down_logged = true;
+                    }
+                }
+            }
+            if !self.wait(backoff) {
+                return;
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    fn connect(&self) -> std::io::Result<TcpStream> {
+        let addrs: Vec<SocketAddr> = (self.host.as_str(), self.port).to_socket_addrs()?.collect();
+        let mut last = std::io::Error::other("no address");
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+                Ok(s) => return Ok(s),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Waits out a backoff, emptying the queue as it goes (the resync will
+    /// cover those lines). Returns false if the server is shutting down.
+    fn wait(&self, pause: Duration) -> bool {
+        let deadline = Instant::now() + pause;
+        loop {
+            select! {
+                recv(self.shutdown) -> _ => return false,
+                recv(self.queue) -> line => if line.is_err() { return false },
+                default(deadline.saturating_duration_since(Instant::now())) => return true,
+            }
+        }
+    }
+
+    /// Resyncs, then sends queued lines until the link ends.
+    fn serve(&self, stream: TcpStream) -> Ended {
+        let _ = stream.set_nodelay(true);
+        let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+        let closed = self.watch(&stream);
+        // Lines queued so far are in the snapshot taken after this.
+        while self.queue.try_recv().is_ok() {}
+        let snapshot: Vec<Arc<str>> = self
+            .store
+            .snapshot()
+            .iter()
+            .map(|r| Arc::from(r.line.as_str()))
+            .collect();
+        let mut writer = &stream;
+        let ended = 'serve: {
+            for chunk in snapshot.chunks(BATCH) {
+                if !self.send(&mut writer, chunk) {
+                    break 'serve Ended::Broken;
+                }
+            }
+            let mut batch = Vec::with_capacity(BATCH);
+            loop {
+                select! {
+                    recv(self.shutdown) -> _ => break 'serve Ended::Shutdown,
+                    recv(closed) -> _ => break 'serve Ended::Broken,
+                    recv(self.queue) -> line => {
+                        let Ok(line) = line else { break 'serve Ended::Shutdown };
+                        batch.push(line);
+                        while batch.len() < BATCH {
+                            match self.queue.try_recv() {
+                                Ok(line) => batch.push(line),
+                                Err(_) => break,
+                            }
+                        }
+                        if !self.send(&mut writer, &batch) {
+                            break 'serve Ended::Broken;
+                        }
+                        batch.clear();
+                    }
+                }
+            }
+        };
+        // Wakes the watcher thread, which then ends.
+        let _ = stream.shutdown(Shutdown::Both);
+        ended
+    }
+
+    /// Writes lines in one write and logs each. False if the write failed.
+    fn send(&self, writer: &mut &TcpStream, lines: &[Arc<str>]) -> bool {
+        let mut buf = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+        for line in lines {
+            buf.push_str(line);
+            buf.push('\n');
+        }
+        match writer.write_all(buf.as_bytes()) {
+            Ok(()) => {
+                for line in lines {
+                    self.log
+                        .info(format_args!("link {} -> {}", self.neighbour, Escaped(line)));
+                }
+                true
+            }
+            Err(e) => {
+                self.log.warn(format_args!(
+                    "link to {}: write failed ({e})",
+                    self.neighbour
+                ));
+                false
+            }
+        }
+    }
+
+    /// Starts the reader that notices the neighbour closing the link. The
+    /// returned channel is closed when it does.
+    fn watch(&self, stream: &TcpStream) -> Receiver<()> {
+        let (tx, rx) = crossbeam_channel::bounded::<()>(0);
+        let Ok(read_half) = stream.try_clone() else {
+            return rx; // tx dropped: counts as closed, and we reconnect.
+        };
+        let log = self.log.clone();
+        let neighbour = self.neighbour.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("watch {neighbour}"))
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let _tx = tx; // dropped on return: the sender sees `closed`.
+                let mut reader = BufReader::new(read_half);
+                let mut line = String::new();
+                while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                    log.warn(format_args!(
+                        "link {neighbour} <- {}",
+                        Escaped(line.trim_end_matches('\n'))
+                    ));
+                    line.clear();
+                }
+            });
+        if spawned.is_err() {
+            self.log.error(format_args!("cannot start link watcher"));
+        }
+        rx
+    }
+}

@@ -1,0 +1,361 @@
+//! The herd: which servers exist, where they listen, and who talks to whom.
+//!
+//! The herd file is read raw ([`HerdFile`], straight from JSON) and then
+//! validated in one place ([`HerdFile::validate`]) into a [`Herd`] that the
+//! rest of the program can trust: every link names known servers, no port
+//! is used twice on a host, every port is in range. Anything wrong is a
+//! [`HerdError`] with a message that names the culprit, and the binary
+//! exits before it binds a port or opens a log.
+//!
+//! ```json
+//! {
+//!   "servers": {
+//!     "Riley":  { "host": "127.0.0.1", "port": 12000, "peer_port": 22000 },
+//!     "Jaquez": { "host": "127.0.0.1", "port": 12001 }
+//!   },
+//!   "links": [["Riley", "Jaquez"]]
+//! }
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// How far above the client port the peer port sits when the herd file
+/// does not say (PROTOCOL.md §1, like Redis Cluster's bus port).
+pub const PEER_PORT_OFFSET: u32 = 10_000;
+
+/// One server of a herd file, as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerEntry {
+    /// Host name or address both ports bind to and neighbours connect to.
+    pub host: String,
+    /// The client port. Wider than `u16` so that `70000` is reported as
+    /// out of range instead of failing to parse with a vaguer message.
+    pub port: i64,
+    /// The peer port; defaults to `port + 10000`.
+    pub peer_port: Option<i64>,
+}
+
+/// A herd file as written, before validation.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HerdFile {
+    /// Server name to its addresses. `preserve_order` is on for
+    /// serde_json, but a `BTreeMap` keeps listings sorted and stable.
+    pub servers: BTreeMap<String, ServerEntry>,
+    /// Bidirectional links, each a pair of server names.
+    #[serde(default)]
+    pub links: Vec<(String, String)>,
+}
+
+/// One server of a validated herd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    /// Its name, as it appears in AT lines.
+    pub name: String,
+    /// Host both ports use.
+    pub host: String,
+    /// Where clients connect.
+    pub port: u16,
+    /// Where neighbours' links connect.
+    pub peer_port: u16,
+}
+
+/// A validated herd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Herd {
+    servers: BTreeMap<String, ServerSpec>,
+    neighbours: HashMap<String, BTreeSet<String>>,
+}
+
+/// Why a herd file, or a server name, was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HerdError {
+    /// The file could not be read.
+    Read(String),
+    /// The file is not JSON of the herd file's shape.
+    Parse(String),
+    /// The file is well formed but describes an impossible herd.
+    Invalid(String),
+    /// The server name given on the command line is not in the herd.
+    UnknownName { name: String, known: Vec<String> },
+}
+
+impl fmt::Display for HerdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HerdError::Read(m) | HerdError::Parse(m) | HerdError::Invalid(m) => f.write_str(m),
+            HerdError::UnknownName { name, known } => write!(
+                f,
+                "no server named {name:?} in the herd (it has: {})",
+                known.join(", ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for HerdError {}
+
+impl HerdFile {
+    /// Reads and parses a herd file (not yet validated).
+    pub fn read(path: &Path) -> Result<HerdFile, HerdError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            HerdError::Read(format!("cannot read herd file {}: {e}", path.display()))
+        })?;
+        serde_json::from_str(&text)
+            .map_err(|e| HerdError::Parse(format!("herd file {}: {e}", path.display())))
+    }
+
+    /// Checks everything PROTOCOL.md §1 asks of a herd file and builds the
+    /// herd.
+    pub fn validate(self) -> Result<Herd, HerdError> {
+        let invalid = |m: String| Err(HerdError::Invalid(m));
+        if self.servers.is_empty() {
+            return invalid("the herd file names no servers".into());
+        }
+        let port = |name: &str, what: &str, p: i64| -> Result<u16, HerdError> {
+            match u16::try_from(p) {
+                Ok(p) if p > 0 => Ok(p),
+                _ => Err(HerdError::Invalid(format!(
+                    "server {name}: {what} {p} is outside 1-65535"
+                ))),
+            }
+        };
+        let mut servers = BTreeMap::new();
+        // (host, port) -> who uses it, to find a port used twice.
+        let mut used: HashMap<(String, u16), String> = HashMap::new();
+        for (name, entry) in self.servers {
+            if name.is_empty() || name.bytes().any(crate::protocol::is_space) {
+                return invalid(format!(
+                    "server name {name:?} is empty or has white space, so it cannot appear in an AT line"
+                ));
+            }
+            let client_port = port(&name, "port", entry.port)?;
+            let peer_port = match entry.peer_port {
+                Some(p) => port(&name, "peer_port", p)?,
+                None => port(
+                    &name,
+                    "peer port (port + 10000)",
+                    entry.port + i64::from(PEER_PORT_OFFSET),
+                )?,
+            };
+            for (what, p) in [("port", client_port), ("peer port", peer_port)] {
+                let who = format!("{name}'s {what}");
+                if let Some(other) = used.insert((entry.host.clone(), p), who.clone()) {
+                    return invalid(format!(
+                        "port {p} on {} is used twice: {other} and {who}",
+                        entry.host
+                    ));
+                }
+            }
+            servers.insert(
+                name.clone(),
+                ServerSpec {
+                    name,
+                    host: entry.host,
+                    port: client_port,
+                    peer_port,
+                },
+            );
+        }
+        let mut neighbours: HashMap<String, BTreeSet<String>> = HashMap::new();
+        for (a, b) in self.links {
+            for end in [&a, &b] {
+                if !servers.contains_key(end) {
+                    return invalid(format!("link {a}-{b} names unknown server {end:?}"));
+                }
+            }
+            if a == b {
+                return invalid(format!("link {a}-{b} links a server to itself"));
+            }
+            neighbours.entry(a.clone()).or_default().insert(b.clone());
+            neighbours.entry(b).or_default().insert(a);
+        }
+        Ok(Herd {
+            servers,
+            neighbours,
+        })
+    }
+}
+
+impl Herd {
+    /// The herd of PROTOCOL.md §1: five servers on 127.0.0.1, client ports
+    /// 12000-12004, peer ports 22000-22004.
+    pub fn default_herd() -> Herd {
+        let names = ["Riley", "Jaquez", "Juzang", "Campbell", "Bernard"];
+        let servers = names
+            .iter()
+            .zip(12000..)
+            .map(|(name, port)| {
+                let entry = ServerEntry {
+                    host: "127.0.0.1".into(),
+                    port,
+                    peer_port: None,
+                };
+                (name.to_string(), entry)
+            })
+            .collect();
+        let links = [
+            ("Riley", "Jaquez"),
+            ("Riley", "Juzang"),
+            ("Bernard", "Jaquez"),
+            ("Bernard", "Juzang"),
+            ("Bernard", "Campbell"),
+            ("Juzang", "Campbell"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        HerdFile { servers, links }
+            .validate()
+            .expect("the built-in herd is valid")
+    }
+
+    /// Reads and validates a herd file.
+    pub fn from_file(path: &Path) -> Result<Herd, HerdError> {
+        HerdFile::read(path)?.validate()
+    }
+
+    /// The server of that name, or an error listing the names there are.
+    pub fn server(&self, name: &str) -> Result<&ServerSpec, HerdError> {
+        self.servers
+            .get(name)
+            .ok_or_else(|| HerdError::UnknownName {
+                name: name.to_string(),
+                known: self.servers.keys().cloned().collect(),
+            })
+    }
+
+    /// Whether a server of that name is in the herd.
+    pub fn contains(&self, name: &str) -> bool {
+        self.servers.contains_key(name)
+    }
+
+    /// Every server, sorted by name.
+    pub fn servers(&self) -> impl Iterator<Item = &ServerSpec> {
+        self.servers.values()
+    }
+
+    /// The servers `name` has links with, sorted by name.
+    pub fn neighbours(&self, name: &str) -> Vec<&ServerSpec> {
+        self.neighbours
+            .get(name)
+            .map(|set| set.iter().map(|n| &self.servers[n]).collect())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(json: &str) -> Result<Herd, HerdError> {
+        serde_json::from_str::<HerdFile>(json)
+            .map_err(|e| HerdError::Parse(e.to_string()))?
+            .validate()
+    }
+
+    fn err(json: &str) -> String {
+        parse(json).unwrap_err().to_string()
+    }
+
+    /// The built-in herd is the one of PROTOCOL.md §1, links both ways.
+    #[test]
+    fn default_herd_matches_protocol() {
+        let herd = Herd::default_herd();
+        let names = |n: &str| -> Vec<String> {
+            herd.neighbours(n).iter().map(|s| s.name.clone()).collect()
+        };
+        assert_eq!(names("Riley"), ["Jaquez", "Juzang"]);
+        assert_eq!(names("Bernard"), ["Campbell", "Jaquez", "Juzang"]);
+        assert_eq!(names("Juzang"), ["Bernard", "Campbell", "Riley"]);
+        assert_eq!(names("Jaquez"), ["Bernard", "Riley"]);
+        assert_eq!(names("Campbell"), ["Bernard", "Juzang"]);
+        let riley = herd.server("Riley").unwrap();
+        assert_eq!((riley.port, riley.peer_port), (12000, 22000));
+        let bernard = herd.server("Bernard").unwrap();
+        assert_eq!((bernard.port, bernard.peer_port), (12004, 22004));
+    }
+
+    /// The example herd file of PROTOCOL.md §1 is accepted, with the
+    /// default peer port filled in.
+    #[test]
+    fn example_file() {
+        let herd = parse(
+            r#"{"servers": {
+                "Riley":  { "host": "127.0.0.1", "port": 12000, "peer_port": 22000 },
+                "Jaquez": { "host": "127.0.0.1", "port": 12001 }},
+              "links": [["Riley", "Jaquez"]]}"#,
+        )
+        .unwrap();
+        assert_eq!(herd.server("Jaquez").unwrap().peer_port, 22001);
+        assert_eq!(herd.neighbours("Jaquez")[0].name, "Riley");
+    }
+
+    /// Each refusal of §1 has a message naming what is wrong.
+    #[test]
+    fn refusals() {
+        let one = r#""A": {"host": "h", "port": 1000}"#;
+        let m = err(&format!(
+            r#"{{"servers": {{{one}}}, "links": [["A", "B"]]}}"#
+        ));
+        assert!(m.contains("unknown server \"B\""), "{m}");
+        let m = err(&format!(
+            r#"{{"servers": {{{one}}}, "links": [["A", "A"]]}}"#
+        ));
+        assert!(m.contains("itself"), "{m}");
+        let m = err(
+            r#"{"servers": {"A": {"host": "h", "port": 1000}, "B": {"host": "h", "port": 1000}}}"#,
+        );
+        assert!(m.contains("port 1000 on h is used twice"), "{m}");
+        // A client port clashing with another's default peer port.
+        let m = err(
+            r#"{"servers": {"A": {"host": "h", "port": 1000}, "B": {"host": "h", "port": 11000}}}"#,
+        );
+        assert!(m.contains("port 11000 on h is used twice"), "{m}");
+        let m = err(r#"{"servers": {"A": {"host": "h", "port": 1000, "peer_port": 1000}}}"#);
+        assert!(m.contains("used twice"), "{m}");
+        for port in ["0", "-1", "65536", "70000"] {
+            let m = err(&format!(
+                r#"{{"servers": {{"A": {{"host": "h", "port": {port}}}}}}}"#
+            ));
+            assert!(m.contains("outside 1-65535"), "{port}: {m}");
+        }
+        // Fine as a client port, but the default peer port is too high.
+        let m = err(r#"{"servers": {"A": {"host": "h", "port": 60000}}}"#);
+        assert!(m.contains("port + 10000") && m.contains("70000"), "{m}");
+        let m = err(r#"{"servers": {}}"#);
+        assert!(m.contains("no servers"), "{m}");
+        let m = err(r#"{"servers": {"A B": {"host": "h", "port": 1}}}"#);
+        assert!(m.contains("white space"), "{m}");
+    }
+
+    /// The same port on different hosts is fine.
+    #[test]
+    fn same_port_other_host() {
+        let herd = parse(
+            r#"{"servers": {"A": {"host": "10.0.0.1", "port": 1000},
+                            "B": {"host": "10.0.0.2", "port": 1000}},
+                "links": [["A", "B"]]}"#,
+        );
+        assert!(herd.is_ok(), "{herd:?}");
+    }
+
+    /// Typos in keys are refused rather than silently ignored.
+    #[test]
+    fn unknown_keys_refused() {
+        let m = err(r#"{"servers": {"A": {"host": "h", "port": 1, "peerport": 2}}}"#);
+        assert!(m.contains("peerport"), "{m}");
+    }
+
+    /// An unknown name lists the names the herd has.
+    #[test]
+    fn unknown_name() {
+        let m = Herd::default_herd().server("Bob").unwrap_err().to_string();
+        assert!(m.contains("\"Bob\"") && m.contains("Riley"), "{m}");
+    }
+}

@@ -1,0 +1,589 @@
+//! The server loop: two listeners, and a thread for every connection.
+//!
+//! ```text
+//!   client port ── accept thread ──┬── connection thread (IAMAT, WHATSAT)
+//!                                  └── connection thread ...
+//!   peer port ──── accept thread ──┬── connection thread (AT from a neighbour)
+//!                                  └── ...
+//!   one link thread per neighbour (flood.rs), fed by a channel
+//! ```
+//!
+//! A connection thread reads lines ([`Lines`]), parses each with
+//! `protocol`, does what it asks against the store, the flood and Places,
+//! and writes the reply in one write. It blocks freely, in a read or in a
+//! Places request, because it blocks nobody else: this is the
+//! thread-per-connection design, where an asyncio server would run one
+//! coroutine per connection on one event loop and `await` at the same
+//! points.
+//!
+//! [`start`] takes listeners that are already bound, so a test can bind
+//! port 0, learn the real address, and start a server on it.
+//!
+//! Stopping: a blocking `accept` cannot be interrupted directly. Like
+//! tiny-http, [`ServerHandle::shutdown`] sets a flag and then connects to
+//! its own listeners, so each accept thread wakes, sees the flag and
+//! returns, dropping its listener. We chose this over polling a
+//! non-blocking listener on a timer because it costs nothing while the
+//! server runs and stops at once. Open connections are shut down through
+//! clones of their sockets kept in a table, so their threads see
+//! end-of-file and end; the link threads end when the shutdown channel's
+//! sender is dropped.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
+
+use crate::flood::{self, Flood};
+use crate::herd::{Herd, ServerSpec};
+use crate::logging::ServerLog;
+use crate::places::{Places, PlacesConfig};
+use crate::protocol::{self, AtRecord, ClientCommand, Escaped, Nanos, PeerCommand};
+use crate::store::Store;
+
+/// The line limit of PROTOCOL.md §2.
+pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+
+/// Stack size of connection threads. Their deepest work is a Places
+/// request (TLS included) and a JSON re-layout; 512 KiB leaves ample room,
+/// and pages of it that are never touched cost no memory.
+const CONNECTION_STACK: usize = 512 * 1024;
+
+/// How much a connection reads at a time.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Everything a server needs besides its listeners.
+pub struct ServerConfig {
+    /// This server's name in the herd.
+    pub name: String,
+    /// The herd it belongs to.
+    pub herd: Herd,
+    /// How to reach Places.
+    pub places: PlacesConfig,
+    /// Longest line accepted, in bytes without the `\n`.
+    pub max_line: usize,
+    /// Where its log goes.
+    pub log: ServerLog,
+}
+
+/// A server's two bound listeners.
+pub struct Listeners {
+    /// Where clients connect.
+    pub client: TcpListener,
+    /// Where neighbours' links connect.
+    pub peer: TcpListener,
+}
+
+impl Listeners {
+    /// Binds both ports of a server of the herd. Fails (port in use, bad
+    /// host) before anything else has started.
+    pub fn bind(spec: &ServerSpec) -> io::Result<Listeners> {
+        let bind = |port: u16, what: &str| {
+            TcpListener::bind((spec.host.as_str(), port)).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {what} {}:{port}: {e}", spec.host),
+                )
+            })
+        };
+        Ok(Listeners {
+            client: bind(spec.port, "client port")?,
+            peer: bind(spec.peer_port, "peer port")?,
+        })
+    }
+}
+
+/// What a running server shares between its threads.
+struct Shared {
+    name: String,
+    herd: Herd,
+    store: Store,
+    flood: Flood,
+    places: Places,
+    log: ServerLog,
+    max_line: usize,
+    stopping: AtomicBool,
+    /// Clones of open connections' sockets, so shutdown can close them.
+    conns: Mutex<HashMap<u64, TcpStream>>,
+    next_conn: AtomicU64,
+}
+
+/// Which listener a connection came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Port {
+    Client,
+    Peer,
+}
+
+/// A running server.
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    client_addr: SocketAddr,
+    peer_addr: SocketAddr,
+    /// Dropping it tells the link threads to end.
+    shutdown: Option<Sender<()>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+/// Starts a server on bound listeners: an accept thread for each, and a
+/// link thread for each neighbour.
+pub fn start(config: ServerConfig, listeners: Listeners) -> io::Result<ServerHandle> {
+    let ServerConfig {
+        name,
+        herd,
+        places,
+        max_line,
+        log,
+    } = config;
+    let client_addr = listeners.client.local_addr()?;
+    let peer_addr = listeners.peer.local_addr()?;
+    let store = Store::new();
+    let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded::<()>(0);
+    let neighbours: Vec<ServerSpec> = herd.neighbours(&name).into_iter().cloned().collect();
+    let (flood, mut threads) = flood::start(&name, &neighbours, &store, &log, &shutdown_rx);
+    log.info(format_args!(
+        "{name} listening for clients on {client_addr} and for neighbours on {peer_addr}; neighbours: {}",
+        if neighbours.is_empty() {
+            "none".to_string()
+        } else {
+            neighbours
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    ));
+    let shared = Arc::new(Shared {
+        name,
+        herd,
+        store,
+        flood,
+        places: Places::new(places),
+        log,
+        max_line,
+        stopping: AtomicBool::new(false),
+        conns: Mutex::new(HashMap::new()),
+        next_conn: AtomicU64::new(0),
+    });
+    for (listener, port) in [
+        (listeners.client, Port::Client),
+        (listeners.peer, Port::Peer),
+    ] {
+        let shared = Arc::clone(&shared);
+        let what = if port == Port::Client {
+            "clients"
+        } else {
+            "peers"
+        };
+        threads.push(
+            thread::Builder::new()
+                .name(format!("{} accept {what}", shared.name))
+                .spawn(move || accept_loop(&shared, listener, port))?,
+        );
+    }
+    Ok(ServerHandle {
+        shared,
+        client_addr,
+        peer_addr,
+        shutdown: Some(shutdown_tx),
+        threads,
+    })
+}
+
+impl ServerHandle {
+    /// Where clients connect.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    /// Where neighbours connect.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// This server's store (tests look inside it).
+    pub fn store(&self) -> &Store {
+        &self.shared.store
+    }
+
+    /// Stops the server: no new connections, open ones closed, links
+    /// ended, threads joined, log flushed. The ports are free when it
+    /// returns. Connection threads in the middle of a Places request end
+    /// when it does.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if self.shared.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        for addr in [self.client_addr, self.peer_addr] {
+            // Wake the accept thread; it sees `stopping` and returns.
+            let _ = TcpStream::connect_timeout(&reachable(addr), Duration::from_secs(1));
+        }
+        drop(self.shutdown.take());
+        let open: Vec<TcpStream> = self.shared.conns.lock().drain().map(|(_, s)| s).collect();
+        for stream in open {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        self.shared
+            .log
+            .info(format_args!("{} stopped", self.shared.name));
+        self.shared.log.flush();
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An address to connect to that reaches a listener bound to `addr`
+/// (a listener on 0.0.0.0 is reached through loopback).
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
+        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
+    }
+}
+
+fn accept_loop(shared: &Arc<Shared>, listener: TcpListener, port: Port) {
+    for stream in listener.incoming() {
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: say so, and give
+                // the system a moment instead of spinning on the error.
+                shared.log.error(format_args!("accept failed: {e}"));
+                thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let thread_shared = Arc::clone(shared);
+        let spawned = thread::Builder::new()
+            .stack_size(CONNECTION_STACK)
+            .spawn(move || serve_connection(&thread_shared, stream, port));
+        if let Err(e) = spawned {
+            shared
+                .log
+                .error(format_args!("cannot start a connection thread: {e}"));
+        }
+    }
+}
+
+/// Runs one connection to its end, keeping its socket in the table of
+/// open connections meanwhile.
+fn serve_connection(shared: &Shared, stream: TcpStream, port: Port) {
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    if let Ok(clone) = stream.try_clone() {
+        shared.conns.lock().insert(id, clone);
+    }
+    // Checked after registering, so a shutdown that began meanwhile
+    // either finds this socket in the table or is seen here.
+    if shared.stopping.load(Ordering::SeqCst) {
+        shared.conns.lock().remove(&id);
+        return;
+    }
+    let kind = if port == Port::Client {
+        "client"
+    } else {
+        "peer"
+    };
+    shared
+        .log
+        .info(format_args!("{peer} {kind} connection opened"));
+    let _ = stream.set_nodelay(true);
+    let how = serve_lines(shared, &stream, &peer, port);
+    // Everything owed has been written: let a half-closed client read to
+    // end-of-file.
+    let _ = stream.shutdown(Shutdown::Write);
+    shared.conns.lock().remove(&id);
+    shared
+        .log
+        .info(format_args!("{peer} {kind} connection closed ({how})"));
+}
+
+/// Reads and answers lines until end-of-file or an error; says which.
+fn serve_lines(shared: &Shared, stream: &TcpStream, peer: &str, port: Port) -> String {
+    let mut lines = Lines::new(stream, shared.max_line);
+    let mut writer = stream;
+    loop {
+        let raw = match lines.next_line() {
+            Ok(Some(raw)) => raw,
+            Ok(None) => return "end of input".into(),
+            Err(LineError::TooLong) => {
+                shared.log.warn(format_args!(
+                    "{peer} sent a line longer than {} bytes; closing the connection",
+                    shared.max_line
+                ));
+                return "line too long".into();
+            }
+            Err(LineError::Io(e)) => return format!("read error: {e}"),
+        };
+        let reply = match port {
+            Port::Client => shared.client_line(&raw, peer),
+            Port::Peer => shared.peer_line(&raw, peer),
+        };
+        if let Some(reply) = reply {
+            if let Err(e) = writer.write_all(reply.as_bytes()) {
+                return format!("write error: {e}");
+            }
+            shared.log.info(format_args!(
+                "{peer} -> {}",
+                Escaped(reply.trim_end_matches('\n'))
+            ));
+        }
+    }
+}
+
+/// The current time as nanoseconds since the epoch.
+fn now_nanos() -> Nanos {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    since.as_nanos() as Nanos
+}
+
+/// Decodes a received line. Not valid UTF-8 gives `Err` with the lossy
+/// text, which PROTOCOL.md §2 makes an invalid line.
+fn decode(raw: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(raw).map_err(|_| String::from_utf8_lossy(raw).into_owned())
+}
+
+impl Shared {
+    /// Handles one line from a client and returns the reply, if any.
+    fn client_line(&self, raw: &[u8], peer: &str) -> Option<String> {
+        let received = now_nanos();
+        let (text, command) = match decode(raw) {
+            Ok(text) => (text.to_string(), protocol::parse_client_line(text)),
+            Err(lossy) => (lossy, ClientCommand::Invalid),
+        };
+        self.log.info(format_args!("{peer} <- {}", Escaped(&text)));
+        match command {
+            ClientCommand::Blank => None,
+            ClientCommand::Invalid => Some(protocol::invalid_reply(&text)),
+            ClientCommand::IAmAt(update) => {
+                let record = AtRecord::new(&self.name, received, update);
+                let reply = format!("{}\n", record.line);
+                // Flood before replying: the update is on its way to the
+                // neighbours before the client hears back (PROTOCOL.md §5).
+                if let Some(stored) = self.store.offer(record) {
+                    self.flood.broadcast(Arc::from(stored.line.as_str()));
+                }
+                Some(reply)
+            }
+            ClientCommand::WhatsAt(query) => {
+                // The record is cloned out of the store; the Places call
+                // below runs with no lock held.
+                let Some(record) = self.store.get(&query.client) else {
+                    return Some(protocol::invalid_reply(&text));
+                };
+                let json = self.places.nearby(
+                    &record.update.location,
+                    query.radius_m,
+                    query.bound,
+                    &self.log,
+                );
+                Some(protocol::whatsat_reply(&record.line, &json))
+            }
+        }
+    }
+
+    /// Handles one line from a neighbour: a valid AT is stored and flooded
+    /// on if new, and gets no reply.
+    fn peer_line(&self, raw: &[u8], peer: &str) -> Option<String> {
+        let (text, command) = match decode(raw) {
+            Ok(text) => (
+                text.to_string(),
+                protocol::parse_peer_line(text, |s| self.herd.contains(s)),
+            ),
+            Err(lossy) => (lossy, PeerCommand::Invalid),
+        };
+        self.log.info(format_args!("{peer} <- {}", Escaped(&text)));
+        match command {
+            PeerCommand::Blank => None,
+            PeerCommand::Invalid => Some(protocol::invalid_reply(&text)),
+            PeerCommand::At(record) => {
+                if let Some(stored) = self.store.offer(record) {
+                    self.flood.broadcast(Arc::from(stored.line.as_str()));
+                }
+                None
+            }
+        }
+    }
+}
+
+/// Why reading a line failed.
+#[derive(Debug)]
+enum LineError {
+    /// The line passed the limit before its `\n` arrived.
+    TooLong,
+    /// The socket failed.
+    Io(io::Error),
+}
+
+/// Splits a byte stream into lines, however the bytes arrive: several
+/// lines in one read, or one line over many. At end-of-file an
+/// unterminated last line still counts (a client that half-closes after
+/// its message without a `\n`, PROTOCOL.md §2).
+struct Lines<R> {
+    inner: R,
+    buf: Vec<u8>,
+    /// Where the next line starts in `buf`.
+    start: usize,
+    /// How far `buf` has been searched for `\n` already.
+    scanned: usize,
+    eof: bool,
+    max: usize,
+}
+
+impl<R: Read> Lines<R> {
+    fn new(inner: R, max: usize) -> Lines<R> {
+        Lines {
+            inner,
+            buf: Vec::new(),
+            start: 0,
+            scanned: 0,
+            eof: false,
+            max,
+        }
+    }
+
+    /// The next line without its `\n`, or `None` at end-of-file.
+    fn next_line(&mut self) -> Result<Option<Vec<u8>>, LineError> {
+        loop {
+            if let Some(i) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
+                let end = self.scanned + i;
+                if end - self.start > self.max {
+                    return Err(LineError::TooLong);
+                }
+                let line = self.buf[self.start..end].to_vec();
+                self.start = end + 1;
+                self.scanned = self.start;
+                return Ok(Some(line));
+            }
+            self.scanned = self.buf.len();
+            if self.buf.len() - self.start > self.max {
+                return Err(LineError::TooLong);
+            }
+            if self.eof {
+                if self.start == self.buf.len() {
+                    return Ok(None);
+                }
+                let line = self.buf[self.start..].to_vec();
+                self.start = self.buf.len();
+                return Ok(Some(line));
+            }
+            // Move the unfinished line to the front, then read more.
+            self.buf.drain(..self.start);
+            self.scanned -= self.start;
+            self.start = 0;
+            let old = self.buf.len();
+            self.buf.resize(old + READ_CHUNK, 0);
+            let read = self.inner.read(&mut self.buf[old..]);
+            self.buf.truncate(old + *read.as_ref().unwrap_or(&0));
+            match read {
+                Ok(0) => self.eof = true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(LineError::Io(e)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands out its bytes in the given pieces, one per read,
+    /// like a client writing in several writes.
+    struct Pieces(Vec<Vec<u8>>);
+
+    impl Read for Pieces {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Ok(0);
+            }
+            let piece = self.0.remove(0);
+            out[..piece.len()].copy_from_slice(&piece);
+            Ok(piece.len())
+        }
+    }
+
+    fn lines(pieces: &[&str], max: usize) -> Vec<Result<String, String>> {
+        let mut reader = Lines::new(
+            Pieces(pieces.iter().map(|p| p.as_bytes().to_vec()).collect()),
+            max,
+        );
+        let mut out = Vec::new();
+        loop {
+            match reader.next_line() {
+                Ok(Some(l)) => out.push(Ok(String::from_utf8(l).unwrap())),
+                Ok(None) => return out,
+                Err(e) => {
+                    out.push(Err(format!("{e:?}")));
+                    return out;
+                }
+            }
+        }
+    }
+
+    /// Several lines in one read come out one by one.
+    #[test]
+    fn many_lines_one_read() {
+        assert_eq!(
+            lines(&["a\nb\n\nc\n"], 100),
+            [Ok("a"), Ok("b"), Ok(""), Ok("c")].map(|r| r.map(String::from))
+        );
+    }
+
+    /// One line over several reads comes out whole.
+    #[test]
+    fn one_line_many_reads() {
+        assert_eq!(
+            lines(&["IAM", "AT x", " +1+2 3", "\n"], 100),
+            [Ok("IAMAT x +1+2 3".to_string())]
+        );
+    }
+
+    /// An unterminated last line before end-of-file still counts.
+    #[test]
+    fn unterminated_last_line() {
+        assert_eq!(
+            lines(&["a\nb"], 100),
+            [Ok("a".to_string()), Ok("b".to_string())]
+        );
+    }
+
+    /// A line over the limit is an error, exactly past the limit.
+    #[test]
+    fn limit() {
+        assert_eq!(lines(&["12345\n"], 5), [Ok("12345".to_string())]);
+        assert_eq!(lines(&["123456\n"], 5)[0], Err("TooLong".to_string()));
+        assert_eq!(
+            lines(&["123", "456", "7"], 5)[0],
+            Err("TooLong".to_string())
+        );
+        // Without a newline at all, the limit applies too.
+        assert_eq!(lines(&["1234567"], 5)[0], Err("TooLong".to_string()));
+    }
+}

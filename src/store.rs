@@ -1,0 +1,137 @@
+//! The client store: the newest location record of every client.
+//!
+//! One `HashMap` behind a `parking_lot::RwLock`, shared by every
+//! connection thread and every link sender through a cheap-to-clone
+//! [`Store`] handle. A read-write lock rather than a mutex because most
+//! work is reading (WHATSAT look-ups, and the full snapshot each link
+//! sends when it comes up) and readers need not wait for each other.
+//! parking_lot's lock is small, fast when uncontended, and does not poison,
+//! so a panicking thread cannot take the store down with it.
+//!
+//! Every critical section is a few lines of map work. Records are held as
+//! `Arc<AtRecord>` so that a reader clones a pointer under the lock and
+//! does its slow work (a Places call, a socket write) after letting go.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use crate::protocol::AtRecord;
+
+/// A handle to the store; clones share the same records.
+#[derive(Clone, Default)]
+pub struct Store {
+    records: Arc<RwLock<HashMap<String, Arc<AtRecord>>>>,
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Store {
+        Store::default()
+    }
+
+    /// Offers a record. It is kept if it is newer than the stored one for
+    /// the same client (PROTOCOL.md §3), and then returned so the caller
+    /// can flood it; an older or identical record changes nothing and
+    /// gives `None`, which is what ends a flood.
+    pub fn offer(&self, record: AtRecord) -> Option<Arc<AtRecord>> {
+        let mut records = self.records.write();
+        match records.get(&record.update.client) {
+            Some(old) if !record.is_newer_than(old) => None,
+            _ => {
+                let record = Arc::new(record);
+                records.insert(record.update.client.clone(), Arc::clone(&record));
+                Some(record)
+            }
+        }
+    }
+
+    /// The stored record of a client, if any.
+    pub fn get(&self, client: &str) -> Option<Arc<AtRecord>> {
+        self.records.read().get(client).cloned()
+    }
+
+    /// Every record, for a link that has just come up. The lock is held
+    /// only while the pointers are copied.
+    pub fn snapshot(&self) -> Vec<Arc<AtRecord>> {
+        self.records.read().values().cloned().collect()
+    }
+
+    /// How many clients have a record.
+    pub fn len(&self) -> usize {
+        self.records.read().len()
+    }
+
+    /// Whether no client has a record yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{parse_peer_line, PeerCommand};
+
+    fn at(line: &str) -> AtRecord {
+        match parse_peer_line(line, |_| true) {
+            PeerCommand::At(at) => at,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A newer record replaces an older one and is returned for flooding;
+    /// the older one offered afterwards changes nothing.
+    #[test]
+    fn newer_replaces_older() {
+        let store = Store::new();
+        let old = at("AT A +0.1 kiwi +1+2 100");
+        let new = at("AT B +0.1 kiwi +3+4 200");
+        assert!(store.offer(old.clone()).is_some());
+        assert!(store.offer(new.clone()).is_some());
+        assert!(store.offer(old).is_none());
+        assert_eq!(store.get("kiwi").unwrap().line, new.line);
+        assert_eq!(store.len(), 1);
+    }
+
+    /// The same record offered twice is stored once: a flood that comes
+    /// back around stops here.
+    #[test]
+    fn duplicate_is_dropped() {
+        let store = Store::new();
+        let rec = at("AT A +0.1 kiwi +1+2 100");
+        assert!(store.offer(rec.clone()).is_some());
+        assert!(store.offer(rec).is_none());
+    }
+
+    /// Two records with the same client time settle on the greater line
+    /// whichever arrives first, so every server ends up agreeing.
+    #[test]
+    fn ties_converge() {
+        let a = at("AT Alpha +0.1 kiwi +1+2 100");
+        let b = at("AT Beta +0.2 kiwi +1+2 100");
+        for order in [[&a, &b], [&b, &a]] {
+            let store = Store::new();
+            for rec in order {
+                store.offer((*rec).clone());
+            }
+            assert_eq!(store.get("kiwi").unwrap().line, b.line);
+        }
+    }
+
+    /// The snapshot holds one record per client, the newest.
+    #[test]
+    fn snapshot_has_every_client() {
+        let store = Store::new();
+        store.offer(at("AT A +0.1 kiwi +1+2 100"));
+        store.offer(at("AT A +0.1 kiwi +1+2 150"));
+        store.offer(at("AT A +0.1 apple +1+2 100"));
+        let mut lines: Vec<_> = store.snapshot().iter().map(|r| r.line.clone()).collect();
+        lines.sort();
+        assert_eq!(
+            lines,
+            ["AT A +0.1 apple +1+2 100", "AT A +0.1 kiwi +1+2 150"]
+        );
+    }
+}
