@@ -1,0 +1,139 @@
+//! The herd as a whole: flooding, convergence, catching up after a
+//! restart, and many clients at once, against real servers on loopback.
+
+mod support;
+
+use std::thread;
+
+use support::*;
+
+/// An IAMAT sent to Riley reaches every server of the five-server herd,
+/// two hops away included, and every server answers WHATSAT with the
+/// identical AT line Riley made.
+#[test]
+fn flood_reaches_every_server() {
+    let herd = TestHerd::five(no_places());
+    let reply = one_shot(
+        herd.addr("Riley"),
+        "IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503\n",
+    );
+    let line = at_line(&reply);
+    assert!(line.starts_with("AT Riley +"), "{line}");
+    assert!(line.ends_with(" kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503"));
+    herd.wait_converged("kiwi.cs.ucla.edu", &line);
+    for name in FIVE {
+        let reply = one_shot(herd.addr(name), "WHATSAT kiwi.cs.ucla.edu 10 5\n");
+        assert!(reply.starts_with(&format!("{line}\n{{")), "{name}: {reply}");
+    }
+}
+
+/// A flood ends: after an update has spread, no server stores it again
+/// (each server's store holds one record, and a repeated IAMAT with the
+/// same time changes nothing and is not flooded).
+#[test]
+fn flood_ends_and_old_updates_change_nothing() {
+    let herd = TestHerd::five(no_places());
+    let first = at_line(&one_shot(herd.addr("Juzang"), "IAMAT c +1+2 100\n"));
+    herd.wait_converged("c", &first);
+    // An older update gets its reply but changes nothing anywhere.
+    let older = at_line(&one_shot(herd.addr("Campbell"), "IAMAT c +5+5 99\n"));
+    assert!(older.starts_with("AT Campbell ") && older.ends_with(" c +5+5 99"));
+    let newer = at_line(&one_shot(herd.addr("Campbell"), "IAMAT c +3+4 101\n"));
+    herd.wait_converged("c", &newer);
+    for name in FIVE {
+        assert_eq!(herd.server(name).store().len(), 1);
+    }
+}
+
+/// Two IAMATs for one client with the same time, sent to servers at
+/// opposite ends of the herd at once, end with every server holding the
+/// same record: the byte-wise greater AT line.
+#[test]
+fn same_time_updates_converge() {
+    let herd = TestHerd::five(no_places());
+    for round in 0..20 {
+        let client = format!("tie{round}");
+        let (riley, bernard) = thread::scope(|s| {
+            let a = s.spawn(|| one_shot(herd.addr("Riley"), &format!("IAMAT {client} +1+1 500\n")));
+            let b =
+                s.spawn(|| one_shot(herd.addr("Bernard"), &format!("IAMAT {client} +2+2 500\n")));
+            (at_line(&a.join().unwrap()), at_line(&b.join().unwrap()))
+        });
+        let winner = riley.clone().max(bernard.clone());
+        // Riley's line starts "AT Riley", Bernard's "AT Bernard": Riley wins.
+        assert_eq!(winner, riley);
+        herd.wait_converged(&client, &winner);
+    }
+}
+
+/// A server that was down catches up when it comes back: its neighbours'
+/// links resync every record they hold, including updates made while it
+/// was away and updates for clients it never saw.
+#[test]
+fn restarted_server_catches_up() {
+    let mut herd = TestHerd::five(no_places());
+    let before = at_line(&one_shot(herd.addr("Riley"), "IAMAT old +1+1 1\n"));
+    herd.wait_converged("old", &before);
+    herd.stop("Jaquez");
+    // While Jaquez is down, updates still flow around it (Riley - Juzang -
+    // Bernard), and Jaquez's client port refuses connections.
+    assert!(std::net::TcpStream::connect(herd.addr("Jaquez")).is_err());
+    let during = at_line(&one_shot(herd.addr("Riley"), "IAMAT new +2+2 2\n"));
+    let moved = at_line(&one_shot(herd.addr("Bernard"), "IAMAT old +3+3 3\n"));
+    herd.wait_converged("new", &during);
+    herd.restart("Jaquez");
+    herd.wait_converged("new", &during);
+    herd.wait_converged("old", &moved);
+    let reply = one_shot(herd.addr("Jaquez"), "WHATSAT new 1 1\n");
+    assert!(reply.starts_with(&format!("{during}\n")), "{reply}");
+}
+
+/// A cut-off part of the herd catches up after the cut heals: with Juzang
+/// and Jaquez down, Riley is alone; updates on both sides meet when they
+/// come back.
+#[test]
+fn partition_heals() {
+    let mut herd = TestHerd::five(no_places());
+    herd.stop("Jaquez");
+    herd.stop("Juzang");
+    let west = at_line(&one_shot(herd.addr("Riley"), "IAMAT w +1+1 10\n"));
+    let east = at_line(&one_shot(herd.addr("Campbell"), "IAMAT e +2+2 10\n"));
+    assert!(herd.server("Bernard").store().get("w").is_none());
+    herd.restart("Juzang");
+    herd.restart("Jaquez");
+    herd.wait_converged("w", &west);
+    herd.wait_converged("e", &east);
+}
+
+/// 400 clients at once, each on its own connection, all get their own
+/// correct reply, and every update reaches the far end of the herd.
+#[test]
+fn four_hundred_clients_at_once() {
+    let herd = TestHerd::five(no_places());
+    let replies: Vec<(String, String)> = thread::scope(|s| {
+        let handles: Vec<_> = (0..400)
+            .map(|i| {
+                let addr = herd.addr(FIVE[i % 5]);
+                s.spawn(move || {
+                    let client = format!("client{i}");
+                    let reply = one_shot(addr, &format!("IAMAT {client} +10.5-20.25 {i}.5\n"));
+                    (client, reply)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, (client, reply)) in replies.iter().enumerate() {
+        let line = at_line(reply);
+        assert!(
+            line.ends_with(&format!(" {client} +10.5-20.25 {i}.5")),
+            "{line}"
+        );
+    }
+    wait_until("all 400 records on Campbell", || {
+        herd.server("Campbell").store().len() == 400
+    });
+    for (client, reply) in &replies {
+        herd.wait_converged(client, reply.trim_end());
+    }
+}

@@ -1,0 +1,247 @@
+//! Helpers for the integration tests: herds of real servers on loopback,
+//! and clients that talk to them over real sockets.
+#![allow(dead_code)] // each test file uses a different part of this
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use proxy_herd::herd::{Herd, HerdFile, ServerEntry};
+use proxy_herd::logging::ServerLog;
+use proxy_herd::places::PlacesConfig;
+use proxy_herd::server::{self, Listeners, ServerConfig, ServerHandle, DEFAULT_MAX_LINE};
+
+/// How long any test waits for something that should take milliseconds.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// The five servers and links of PROTOCOL.md §1.
+pub const FIVE: [&str; 5] = ["Riley", "Jaquez", "Juzang", "Campbell", "Bernard"];
+pub const FIVE_LINKS: [(&str, &str); 6] = [
+    ("Riley", "Jaquez"),
+    ("Riley", "Juzang"),
+    ("Bernard", "Jaquez"),
+    ("Bernard", "Juzang"),
+    ("Bernard", "Campbell"),
+    ("Juzang", "Campbell"),
+];
+
+/// A herd of in-process servers, each on its own loopback ports.
+pub struct TestHerd {
+    pub herd: Herd,
+    pub places: PlacesConfig,
+    pub log_dir: Option<PathBuf>,
+    servers: BTreeMap<String, ServerHandle>,
+    /// Each server's two ports, kept so a stopped server can come back on
+    /// the same ones.
+    ports: BTreeMap<String, (u16, u16)>,
+}
+
+/// A free loopback port. The listener is dropped, so there is a small
+/// window in which another process could take the port; tests accept it.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A herd file's servers on free loopback ports.
+pub fn herd_on_free_ports(names: &[&str], links: &[(&str, &str)]) -> HerdFile {
+    let servers = names
+        .iter()
+        .map(|n| {
+            let entry = ServerEntry {
+                host: "127.0.0.1".into(),
+                port: i64::from(free_port()),
+                peer_port: Some(i64::from(free_port())),
+            };
+            (n.to_string(), entry)
+        })
+        .collect();
+    let links = links
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    HerdFile { servers, links }
+}
+
+impl TestHerd {
+    /// Starts every server of a herd with the given links, Places pointed
+    /// at `places`.
+    pub fn start(names: &[&str], links: &[(&str, &str)], places: PlacesConfig) -> TestHerd {
+        TestHerd::start_with_logs(names, links, places, None)
+    }
+
+    /// Like `start`, with each server logging to `log_dir/<Name>.log`.
+    pub fn start_with_logs(
+        names: &[&str],
+        links: &[(&str, &str)],
+        places: PlacesConfig,
+        log_dir: Option<PathBuf>,
+    ) -> TestHerd {
+        // Bind every port first, so no server starts on a port that a
+        // later one of the same herd then finds taken.
+        let herd = herd_on_free_ports(names, links).validate().unwrap();
+        let ports = herd
+            .servers()
+            .map(|s| (s.name.clone(), (s.port, s.peer_port)))
+            .collect();
+        let mut test_herd = TestHerd {
+            herd,
+            places,
+            log_dir,
+            servers: BTreeMap::new(),
+            ports,
+        };
+        for name in names {
+            test_herd.restart(name);
+        }
+        test_herd
+    }
+
+    /// The five-server herd of PROTOCOL.md §1.
+    pub fn five(places: PlacesConfig) -> TestHerd {
+        TestHerd::start(&FIVE, &FIVE_LINKS, places)
+    }
+
+    /// Starts (again) the server of that name on its ports, with an empty
+    /// store, as a restarted process would be.
+    pub fn restart(&mut self, name: &str) {
+        assert!(!self.servers.contains_key(name), "{name} is running");
+        let spec = self.herd.server(name).unwrap().clone();
+        let listeners = Listeners::bind(&spec).unwrap();
+        let log = match &self.log_dir {
+            Some(dir) => ServerLog::to_file(dir, name).unwrap().0,
+            None => ServerLog::discard(),
+        };
+        let config = ServerConfig {
+            name: name.to_string(),
+            herd: self.herd.clone(),
+            places: self.places.clone(),
+            max_line: DEFAULT_MAX_LINE,
+            log,
+        };
+        let handle = server::start(config, listeners).unwrap();
+        self.servers.insert(name.to_string(), handle);
+    }
+
+    /// Stops a server: its ports close and its store is gone.
+    pub fn stop(&mut self, name: &str) {
+        self.servers.remove(name).expect("running").shutdown();
+    }
+
+    /// Where a server's clients connect (also while it is stopped).
+    pub fn addr(&self, name: &str) -> SocketAddr {
+        let (port, _) = self.ports[name];
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// Where a server's neighbours connect.
+    pub fn peer_addr(&self, name: &str) -> SocketAddr {
+        let (_, port) = self.ports[name];
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// A running server.
+    pub fn server(&self, name: &str) -> &ServerHandle {
+        &self.servers[name]
+    }
+
+    /// Waits until every running server holds exactly `line` for `client`.
+    pub fn wait_converged(&self, client: &str, line: &str) {
+        wait_until(&format!("every server to hold {line:?}"), || {
+            self.servers
+                .values()
+                .all(|s| s.store().get(client).is_some_and(|r| r.line == line))
+        });
+    }
+}
+
+/// Polls `done` until it holds, failing the test after [`PATIENCE`].
+/// Used to wait for flooding, which has no reply to wait for; the
+/// assertion is `done` itself, the polling only decides when to look.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Connects with the test's patience as read timeout.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream
+}
+
+/// The graders' pattern: one message, half-close, read to end-of-file.
+pub fn one_shot(addr: SocketAddr, message: &str) -> String {
+    one_shot_bytes(addr, message.as_bytes())
+}
+
+/// `one_shot` with arbitrary bytes.
+pub fn one_shot_bytes(addr: SocketAddr, message: &[u8]) -> String {
+    let mut stream = connect(addr);
+    stream.write_all(message).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).unwrap();
+    String::from_utf8(reply).unwrap()
+}
+
+/// Reads from a connection until `reply` ends with `end`.
+pub fn read_until(stream: &mut TcpStream, end: &str) -> String {
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !reply.ends_with(end.as_bytes()) {
+        let n = stream.read(&mut buf).expect("reply in time");
+        assert!(
+            n > 0,
+            "connection closed early; got {:?}",
+            String::from_utf8_lossy(&reply)
+        );
+        reply.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(reply).unwrap()
+}
+
+/// Places settings that nothing answers (for tests that never WHATSAT
+/// or that want a failing Places).
+pub fn no_places() -> PlacesConfig {
+    PlacesConfig {
+        url: format!(
+            "http://127.0.0.1:{}/maps/api/place/nearbysearch/json",
+            free_port()
+        ),
+        key: Some("test-key".into()),
+        timeout: Duration::from_secs(2),
+    }
+}
+
+/// A fresh empty folder under the system's temp folder.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "proxy-herd-{tag}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The AT line an IAMAT reply carries, checked for shape.
+pub fn at_line(reply: &str) -> String {
+    assert!(
+        reply.starts_with("AT ") && reply.ends_with('\n'),
+        "{reply:?}"
+    );
+    assert_eq!(reply.matches('\n').count(), 1, "{reply:?}");
+    reply.trim_end().to_string()
+}
