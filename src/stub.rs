@@ -104,6 +104,7 @@ impl PlacesStub {
         })
     }
 
+    /// Where it listens; with port 0 this is how a test learns the port.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -691,6 +692,7 @@ mod tests {
         2.0 * EARTH_RADIUS_M * a.sqrt().asin()
     }
 
+    /// A coordinate of an answer as a float.
     fn as_f64(value: &Value) -> f64 {
         value.as_number().unwrap().as_str().parse().unwrap()
     }
@@ -942,6 +944,7 @@ mod tests {
         (status, head.to_owned(), body.to_owned())
     }
 
+    /// A stub on a free local port.
     fn start(behaviour: Behaviour) -> PlacesStub {
         PlacesStub::start(TcpListener::bind("127.0.0.1:0").unwrap(), behaviour).unwrap()
     }
