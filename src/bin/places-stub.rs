@@ -1,1 +1,65 @@
-fn main() {}
+//! places-stub: serves MADE-UP Google Places answers on a local port, so
+//! the herd can be run and demonstrated without a key or a network.
+//!
+//! `main` only maps `run`'s result to an exit code; the server itself is
+//! `proxy_herd::stub`.
+#![forbid(unsafe_code)]
+
+use std::net::TcpListener;
+use std::process::ExitCode;
+use std::sync::mpsc;
+
+use clap::Parser;
+use proxy_herd::stub::{Behaviour, PlacesStub};
+
+/// Serve MADE-UP Google Places answers (legacy Nearby Search JSON) locally.
+///
+/// Every place is invented: names end in "(places-stub)" and addresses say
+/// "Not a real place". Answers GET /maps/api/place/nearbysearch/json with
+/// location=LAT,LNG, radius=METRES (up to 50000) and any non-empty key;
+/// the same query always gets the same answer. Point the herd at it with
+/// PLACES_URL=http://HOST:PORT/maps/api/place/nearbysearch/json.
+/// Stops with exit status 0 on Ctrl-C or SIGTERM.
+#[derive(Parser)]
+#[command(name = "places-stub", version)]
+struct Args {
+    /// Port to listen on.
+    #[arg(long, default_value_t = 8099)]
+    port: u16,
+
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("places-stub: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Serves until SIGINT or SIGTERM. The handler only wakes this thread, so
+/// the stub is stopped the ordinary way and the exit status is 0.
+fn run(args: Args) -> Result<(), String> {
+    let listener = TcpListener::bind((args.host.as_str(), args.port))
+        .map_err(|error| format!("cannot listen on {}:{}: {error}", args.host, args.port))?;
+    let (stop_tx, stop_rx) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.send(());
+    })
+    .map_err(|error| format!("cannot handle signals: {error}"))?;
+    let stub = PlacesStub::start(listener, Behaviour::Normal)
+        .map_err(|error| format!("cannot start serving: {error}"))?;
+    println!(
+        "places-stub: serving MADE-UP places on {}",
+        stub.nearby_url()
+    );
+    // An error here means the handler is gone; stopping is right then too.
+    let _ = stop_rx.recv();
+    stub.shutdown();
+    Ok(())
+}

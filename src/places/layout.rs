@@ -142,13 +142,10 @@ impl Writer {
     /// already ends in a space: then we are right after `" : "` or an
     /// indentation, and jsoncpp keeps writing on that line.
     fn write_indent(&mut self) {
-        if let Some(last) = self.document.chars().last() {
-            if last == ' ' {
-                return;
-            }
-            if last != '\n' {
-                self.document.push('\n');
-            }
+        match self.document.as_bytes().last() {
+            Some(b' ') => return,
+            None | Some(b'\n') => {}
+            Some(_) => self.document.push('\n'),
         }
         self.document.push_str(&self.indent);
     }
