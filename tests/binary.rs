@@ -1,0 +1,244 @@
+//! The `proxy-herd` binary from outside: its command line, its refusals,
+//! signals, the log file, and a server process killed and restarted.
+
+mod support;
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxy-herd");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("GOOGLE_PLACES_API_KEY")
+        .output()
+        .unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Writes a herd file with the given servers (on free ports) and links.
+fn herd_file(dir: &Path, names: &[&str], links: &[(&str, &str)]) -> PathBuf {
+    let file = herd_on_free_ports(names, links);
+    let servers: serde_json::Map<String, serde_json::Value> = file
+        .servers
+        .iter()
+        .map(|(name, e)| {
+            let entry =
+                serde_json::json!({"host": e.host, "port": e.port, "peer_port": e.peer_port});
+            (name.clone(), entry)
+        })
+        .collect();
+    let json = serde_json::json!({"servers": servers, "links": file.links});
+    let path = dir.join("herd.json");
+    std::fs::write(&path, json.to_string()).unwrap();
+    path
+}
+
+fn port_of(path: &Path, name: &str) -> u16 {
+    let text = std::fs::read_to_string(path).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["servers"][name]["port"].as_u64().unwrap() as u16
+}
+
+/// A server process, killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `proxy-herd NAME --config FILE --log-dir DIR` and waits until
+/// its client port answers.
+fn spawn(name: &str, config: &Path, log_dir: &Path) -> Proc {
+    let child = Command::new(BIN)
+        .args([name, "--config"])
+        .arg(config)
+        .arg("--log-dir")
+        .arg(log_dir)
+        .env_remove("GOOGLE_PLACES_API_KEY")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port_of(config, name)).into();
+    wait_until(&format!("{name} to listen"), || {
+        TcpStream::connect(addr).is_ok()
+    });
+    Proc(child)
+}
+
+fn signal(proc: &Proc, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &proc.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits for a process to exit (at most PATIENCE) and returns its status
+/// and how long it took.
+fn wait_exit(proc: &mut Proc) -> (std::process::ExitStatus, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = proc.0.try_wait().unwrap() {
+            return (status, start.elapsed());
+        }
+        assert!(start.elapsed() < PATIENCE, "process did not exit");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// `--help` documents the flags and `--version` prints the version.
+#[test]
+fn help_and_version() {
+    let help = run(&["--help"]);
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--config",
+        "--log-dir",
+        "--places-url",
+        "GOOGLE_PLACES_API_KEY",
+        "PLACES_URL",
+    ] {
+        assert!(text.contains(flag), "--help lacks {flag}:\n{text}");
+    }
+    let version = run(&["--version"]);
+    assert!(version.status.success());
+    assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+/// A name the herd does not have is refused with one clear line and a
+/// non-zero exit.
+#[test]
+fn unknown_name_is_refused() {
+    let out = run(&["Nobody"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("Nobody") && err.contains("Riley"), "{err}");
+}
+
+/// Each kind of bad herd file is refused before anything starts.
+#[test]
+fn bad_herd_files_are_refused() {
+    let dir = temp_dir("badherd");
+    let cases = [
+        ("not json", "herd file"),
+        (
+            r#"{"servers": {"A": {"host": "127.0.0.1", "port": 1}}, "links": [["A", "B"]]}"#,
+            "unknown server",
+        ),
+        (
+            r#"{"servers": {"A": {"host": "127.0.0.1", "port": 1}}, "links": [["A", "A"]]}"#,
+            "itself",
+        ),
+        (
+            r#"{"servers": {"A": {"host": "127.0.0.1", "port": 70000}}}"#,
+            "outside 1-65535",
+        ),
+        (
+            r#"{"servers": {"A": {"host": "127.0.0.1", "port": 60000}}}"#,
+            "outside 1-65535",
+        ),
+        (
+            r#"{"servers": {"A": {"host": "127.0.0.1", "port": 5000}, "B": {"host": "127.0.0.1", "port": 5000}}}"#,
+            "used twice",
+        ),
+    ];
+    for (json, expected) in cases {
+        let path = dir.join("bad.json");
+        std::fs::write(&path, json).unwrap();
+        let out = run(&[
+            "A",
+            "--config",
+            path.to_str().unwrap(),
+            "--log-dir",
+            dir.to_str().unwrap(),
+        ]);
+        assert!(!out.status.success(), "{json}");
+        let err = stderr(&out);
+        assert!(err.contains(expected), "{json}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(!dir.join("A.log").exists(), "no log for a refused start");
+    }
+    let out = run(&["A", "--config", "/no/such/herd.json"]);
+    assert!(!out.status.success() && stderr(&out).contains("/no/such/herd.json"));
+}
+
+/// A port already in use is refused with one clear line.
+#[test]
+fn port_in_use_is_refused() {
+    let dir = temp_dir("inuse");
+    let config = herd_file(&dir, &["A"], &[]);
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", port_of(&config, "A"))).unwrap();
+    let out = run(&[
+        "A",
+        "--config",
+        config.to_str().unwrap(),
+        "--log-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot listen") && err.contains("in use"),
+        "{err}"
+    );
+}
+
+/// SIGTERM and SIGINT stop a server with status 0, and every line it
+/// handled is in its log by then.
+#[test]
+fn signals_stop_cleanly_with_log_flushed() {
+    for sig in ["-TERM", "-INT"] {
+        let dir = temp_dir("signal");
+        let config = herd_file(&dir, &["A"], &[]);
+        let mut server = spawn("A", &config, &dir);
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port_of(&config, "A")).into();
+        let reply = one_shot(addr, "IAMAT sig +1+1 1\n");
+        signal(&server, sig);
+        let (status, took) = wait_exit(&mut server);
+        assert_eq!(status.code(), Some(0), "{sig}");
+        eprintln!("{sig}: exited in {took:?}");
+        let log = std::fs::read_to_string(dir.join("A.log")).unwrap();
+        assert!(log.contains("<- IAMAT sig +1+1 1"), "{log}");
+        assert!(log.contains(&format!("-> {}", reply.trim_end())), "{log}");
+        assert!(log.contains("stop signal"), "{log}");
+    }
+}
+
+/// A server process killed outright (SIGKILL, as `lsof -ti:P | xargs kill
+/// -9` would) and started again catches up with what it missed, and its
+/// neighbour kept serving meanwhile.
+#[test]
+fn killed_process_restarts_and_catches_up() {
+    let dir = temp_dir("restart");
+    let config = herd_file(&dir, &["A", "B"], &[("A", "B")]);
+    let a = spawn("A", &config, &dir);
+    let mut b = spawn("B", &config, &dir);
+    let a_addr: std::net::SocketAddr = ([127, 0, 0, 1], port_of(&config, "A")).into();
+    let b_addr: std::net::SocketAddr = ([127, 0, 0, 1], port_of(&config, "B")).into();
+    let first = at_line(&one_shot(a_addr, "IAMAT x +1+1 1\n"));
+    wait_until("B to learn x", || {
+        one_shot(b_addr, "WHATSAT x 1 1\n").starts_with(&first)
+    });
+    signal(&b, "-KILL");
+    wait_exit(&mut b);
+    let second = at_line(&one_shot(a_addr, "IAMAT x +2+2 2\n"));
+    let b = spawn("B", &config, &dir);
+    wait_until("restarted B to catch up", || {
+        one_shot(b_addr, "WHATSAT x 1 1\n").starts_with(&second)
+    });
+    drop((a, b));
+}
