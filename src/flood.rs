@@ -4,7 +4,7 @@
 //! calls [`Flood::broadcast`], which puts the AT line on every neighbour's
 //! `crossbeam-channel` queue and returns at once: flooding never makes a
 //! client wait for a neighbour (PROTOCOL.md §5). Each neighbour has one
-//! [`link`] thread that owns the TCP connection to that neighbour's peer
+//! link thread that owns the TCP connection to that neighbour's peer
 //! port and writes whatever its queue holds, as many queued lines per
 //! write as there are.
 //!

@@ -8,7 +8,7 @@
 //!   one link thread per neighbour (flood.rs), fed by a channel
 //! ```
 //!
-//! A connection thread reads lines ([`Lines`]), parses each with
+//! A connection thread reads lines (`Lines`), parses each with
 //! `protocol`, does what it asks against the store, the flood and Places,
 //! and writes the reply in one write. It blocks freely, in a read or in a
 //! Places request, because it blocks nobody else: this is the
