@@ -40,7 +40,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
-use crate::flood::{self, Flood};
+use crate::flood::{self, Flood, DELIVERY_CAP};
 use crate::herd::{Herd, ServerSpec};
 use crate::logging::ServerLog;
 use crate::places::{Places, PlacesConfig};
@@ -383,10 +383,12 @@ impl Shared {
             ClientCommand::IAmAt(update) => {
                 let record = AtRecord::new(&self.name, received, update);
                 let reply = format!("{}\n", record.line);
-                // Flood before replying: the update is on its way to the
-                // neighbours before the client hears back (PROTOCOL.md §5).
+                // Flood before replying: the update is in the links'
+                // sockets before the client hears back (PROTOCOL.md §5).
                 if let Some(stored) = self.store.offer(record) {
-                    self.flood.broadcast(Arc::from(stored.line.as_str()));
+                    self.flood
+                        .broadcast(Arc::from(stored.line.as_str()))
+                        .wait(DELIVERY_CAP);
                 }
                 Some(reply)
             }
@@ -422,8 +424,9 @@ impl Shared {
             PeerCommand::Blank => None,
             PeerCommand::Invalid => Some(protocol::invalid_reply(&text)),
             PeerCommand::At(record) => {
+                // Nobody waits for a reply here, so neither do we.
                 if let Some(stored) = self.store.offer(record) {
-                    self.flood.broadcast(Arc::from(stored.line.as_str()));
+                    drop(self.flood.broadcast(Arc::from(stored.line.as_str())));
                 }
                 None
             }
