@@ -381,3 +381,87 @@ impl Link {
         rx
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{parse_peer_line, PeerCommand};
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    fn spec(port: u16) -> ServerSpec {
+        ServerSpec {
+            name: "B".into(),
+            host: "127.0.0.1".into(),
+            port: 1,
+            peer_port: port,
+        }
+    }
+
+    /// A link resyncs the store's records as soon as it connects, and a
+    /// broadcast's `wait` returns only once the line is in the socket,
+    /// confirmed by the one link that is up.
+    #[test]
+    fn resync_then_confirmed_delivery() {
+        let neighbour = TcpListener::bind("127.0.0.1:0").unwrap();
+        let store = Store::new();
+        let old = "AT A +0.1 old +1+1 1";
+        match parse_peer_line(old, |_| true) {
+            PeerCommand::At(at) => store.offer(at),
+            other => panic!("{other:?}"),
+        };
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+        let port = neighbour.local_addr().unwrap().port();
+        let (flood, threads) = start("A", &[spec(port)], &store, &ServerLog::discard(), &stop_rx);
+        let (mut link, _) = neighbour.accept().unwrap();
+        link.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut resync = vec![0u8; old.len() + 1];
+        link.read_exact(&mut resync).unwrap();
+        assert_eq!(resync, format!("{old}\n").as_bytes());
+        // The link marks itself up right after the resync.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut confirmed = 0;
+        while confirmed == 0 && Instant::now() < deadline {
+            confirmed = flood
+                .broadcast(Arc::from("AT A +0.1 new +1+1 2"))
+                .wait(Duration::from_secs(10));
+        }
+        assert_eq!(confirmed, 1);
+        link.set_nonblocking(true).unwrap();
+        let mut got = Vec::new();
+        let _ = link.read_to_end(&mut got);
+        assert!(String::from_utf8(got)
+            .unwrap()
+            .ends_with("AT A +0.1 new +1+1 2\n"));
+        drop(stop_tx);
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+
+    /// With the neighbour down, a broadcast waits for nothing and the
+    /// queue is emptied by the link thread's backoff.
+    #[test]
+    fn down_link_is_not_waited_for() {
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+        let store = Store::new();
+        let (flood, threads) = start("A", &[spec(port)], &store, &ServerLog::discard(), &stop_rx);
+        for _ in 0..100 {
+            assert_eq!(
+                flood
+                    .broadcast(Arc::from("AT A +0.1 x +1+1 2"))
+                    .wait(Duration::from_secs(10)),
+                0
+            );
+        }
+        drop(stop_tx);
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+}
