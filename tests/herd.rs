@@ -145,7 +145,7 @@ fn four_hundred_clients_at_once() {
 #[test]
 fn update_reaches_neighbour_socket_before_reply() {
     use proxy_herd::herd::HerdFile;
-    use proxy_herd::server::{self, Listeners, ServerConfig, DEFAULT_MAX_LINE};
+    use proxy_herd::server::{self, Limits, Listeners, ServerConfig};
     use std::io::{BufRead, BufReader, Read};
 
     let herd = herd_on_free_ports(&["A", "B"], &[("A", "B")]);
@@ -157,7 +157,7 @@ fn update_reaches_neighbour_socket_before_reply() {
         name: "A".into(),
         herd: herd.clone(),
         places: no_places(),
-        max_line: DEFAULT_MAX_LINE,
+        limits: Limits::default(),
         log: proxy_herd::logging::ServerLog::discard(),
     };
     let a = server::start(config, Listeners::bind(&a_spec).unwrap()).unwrap();
