@@ -27,7 +27,13 @@ use proxy_herd::server::{
 struct Args {
     /// The server to run: a name from the herd (Riley, Jaquez, Juzang,
     /// Campbell or Bernard in the built-in herd).
-    name: String,
+    #[arg(required_unless_present = "list_herd")]
+    name: Option<String>,
+
+    /// Print the herd's servers, one `NAME HOST PORT PEER_PORT` line each
+    /// in client-port order, and exit (run_herd.sh reads this).
+    #[arg(long, conflicts_with = "name")]
+    list_herd: bool,
 
     /// Herd file (JSON) replacing the built-in five-server herd on
     /// 127.0.0.1:12000-12004 (peer ports 22000-22004).
@@ -96,7 +102,16 @@ fn run(args: Args) -> Result<(), String> {
         Some(path) => Herd::from_file(path).map_err(|e| e.to_string())?,
         None => Herd::default_herd(),
     };
-    let spec = herd.server(&args.name).map_err(|e| e.to_string())?.clone();
+    if args.list_herd {
+        let mut specs: Vec<_> = herd.servers().collect();
+        specs.sort_by_key(|s| (s.port, s.host.clone()));
+        for s in specs {
+            println!("{} {} {} {}", s.name, s.host, s.port, s.peer_port);
+        }
+        return Ok(());
+    }
+    let name = args.name.as_deref().unwrap_or_default();
+    let spec = herd.server(name).map_err(|e| e.to_string())?.clone();
     let places_timeout = seconds("--places-timeout", args.places_timeout)?;
     let limits = Limits {
         max_line: args.max_line,

@@ -1,0 +1,371 @@
+#!/usr/bin/env bash
+# run_herd.sh: start, stop and inspect a proxy herd on this machine.
+# Run `./run_herd.sh help` for the commands and the environment it reads.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+Usage: ./run_herd.sh COMMAND [NAME...]
+
+Commands:
+  start [NAME...]    build the release binaries if needed, start the herd's
+                     servers (all, or the ones named) in the background and
+                     wait until each answers; print the herd's addresses
+  stop [NAME...]     stop the servers named, or everything this script
+                     started (every server and places-stub)
+  restart [NAME...]  stop, then start (all if no NAME)
+  status             show each server (running with its PID, or stopped)
+                     and places-stub
+  help               show this text
+
+Logs go to logs/ (NAME.log is the server's log, NAME.out its stdout and
+stderr) and PID files to run/, both in the script's folder.
+
+Environment:
+  GOOGLE_PLACES_API_KEY  the Places key. If unset or empty, start runs
+                         places-stub (MADE-UP places) and points the herd at it
+  STUB_PORT              places-stub's port (default 8099)
+  HERD_CONFIG            a herd file (JSON) to run instead of the built-in
+                         five servers on 127.0.0.1:12000-12004
+  PLACES_API             passed through to the servers
+  HERD_RUN_DIR           folder for logs/ and run/ (default: the script's)
+  PROXY_HERD_BIN_DIR     use proxy-herd and places-stub from this folder
+                         instead of building target/release
+EOF
+}
+
+die() {
+    echo "run_herd.sh: $*" >&2
+    exit 1
+}
+
+# Paths given by the caller are relative to the caller's folder; make them
+# absolute before moving to the script's own folder.
+absolute() {
+    case "$1" in
+        /*) printf '%s\n' "$1" ;;
+        *) printf '%s\n' "$PWD/$1" ;;
+    esac
+}
+
+HERD_CONFIG=${HERD_CONFIG:-}
+[[ -n "$HERD_CONFIG" ]] && HERD_CONFIG=$(absolute "$HERD_CONFIG")
+BIN_DIR_GIVEN=${PROXY_HERD_BIN_DIR:-}
+[[ -n "$BIN_DIR_GIVEN" ]] && BIN_DIR_GIVEN=$(absolute "$BIN_DIR_GIVEN")
+RUN_DIR=${HERD_RUN_DIR:-}
+[[ -n "$RUN_DIR" ]] && RUN_DIR=$(absolute "$RUN_DIR")
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$SCRIPT_DIR"
+
+RUN_DIR=${RUN_DIR:-$SCRIPT_DIR}
+LOG_DIR=$RUN_DIR/logs
+PID_DIR=$RUN_DIR/run
+if [[ -n "$BIN_DIR_GIVEN" ]]; then
+    BIN_DIR=$BIN_DIR_GIVEN
+else
+    BIN_DIR=$(absolute "${CARGO_TARGET_DIR:-target}")/release
+fi
+HERD_BIN=$BIN_DIR/proxy-herd
+STUB_BIN=$BIN_DIR/places-stub
+STUB=places-stub
+STUB_PORT=${STUB_PORT:-8099}
+# What the servers get as a key when they use places-stub: the herd does
+# not call Places without a key, and the stub accepts any non-empty one.
+STUB_KEY=offline-places-stub
+START_TIMEOUT=15 # seconds for a server to answer on its client port
+STOP_TIMEOUT=5   # seconds for a server to exit after SIGTERM
+
+# Where logs/ and run/ are, as the user should read it.
+shown() {
+    if [[ "$RUN_DIR" == "$SCRIPT_DIR" ]]; then
+        printf '%s/\n' "$1"
+    else
+        printf '%s/\n' "$RUN_DIR/$1"
+    fi
+}
+
+build() {
+    if [[ -n "$BIN_DIR_GIVEN" ]]; then
+        [[ -x "$HERD_BIN" && -x "$STUB_BIN" ]] ||
+            die "PROXY_HERD_BIN_DIR=$BIN_DIR has no proxy-herd and places-stub"
+        return
+    fi
+    command -v cargo >/dev/null ||
+        die "cargo not found: install Rust (https://rustup.rs) to build the herd"
+    echo "Building the release binaries (cargo build --release --bins)..."
+    cargo build --release --bins --quiet || die "the build failed"
+}
+
+# The herd file the servers in RUN_DIR were started with ("" for the
+# built-in herd), so that status and stop see the same herd as start did.
+recorded_config() {
+    if [[ -f "$PID_DIR/herd-config" ]]; then
+        cat "$PID_DIR/herd-config"
+    else
+        printf '%s\n' "$HERD_CONFIG"
+    fi
+}
+
+# Fills NAMES, HOSTS, PORTS and PEERS from `proxy-herd --list-herd`.
+NAMES=() HOSTS=() PORTS=() PEERS=()
+load_herd() {
+    local config=$1 listing name host port peer
+    local args=(--list-herd)
+    [[ -n "$config" ]] && args+=(--config "$config")
+    [[ -x "$HERD_BIN" ]] || die "$HERD_BIN is not built yet: run ./run_herd.sh start"
+    listing=$("$HERD_BIN" "${args[@]}") || die "cannot read the herd${config:+ from $config}"
+    NAMES=() HOSTS=() PORTS=() PEERS=()
+    while read -r name host port peer; do
+        NAMES+=("$name") HOSTS+=("$host") PORTS+=("$port") PEERS+=("$peer")
+    done <<<"$listing"
+}
+
+# The index of server NAME in NAMES, or a clear error.
+index_of() {
+    local i
+    for i in "${!NAMES[@]}"; do
+        if [[ "${NAMES[$i]}" == "$1" ]]; then
+            echo "$i"
+            return
+        fi
+    done
+    echo "run_herd.sh: no server named '$1' in the herd (it has: ${NAMES[*]})" >&2
+    exit 2
+}
+
+# The command line of a process, arguments separated by spaces.
+cmdline_of() {
+    if [[ -r /proc/$1/cmdline ]]; then
+        tr '\0' ' ' <"/proc/$1/cmdline" | sed 's/ $//'
+    else
+        ps -o args= -p "$1" 2>/dev/null || true
+    fi
+}
+
+# The PID in run/WHAT.pid if that process is still the one this script
+# started (same command line as recorded), so a reused PID is never taken
+# for ours. A stale PID file is removed.
+pid_of() {
+    local what=$1 pid
+    [[ -f "$PID_DIR/$what.pid" ]] || return 1
+    pid=$(<"$PID_DIR/$what.pid")
+    if [[ "$pid" =~ ^[0-9]+$ && -f "$PID_DIR/$what.cmdline" ]] &&
+        [[ "$(cmdline_of "$pid")" == "$(<"$PID_DIR/$what.cmdline")" ]]; then
+        echo "$pid"
+        return 0
+    fi
+    rm -f "$PID_DIR/$what.pid" "$PID_DIR/$what.cmdline"
+    return 1
+}
+
+# Starts a program in the background with its output in logs/WHAT.out and
+# records its PID and command line.
+launch() {
+    local what=$1 pid
+    shift
+    mkdir -p "$LOG_DIR" "$PID_DIR"
+    "$@" </dev/null >"$LOG_DIR/$what.out" 2>&1 &
+    pid=$!
+    echo "$pid" >"$PID_DIR/$what.pid"
+    printf '%s\n' "$*" >"$PID_DIR/$what.cmdline"
+    echo "$pid"
+}
+
+# Whether something accepts connections on HOST PORT.
+answers() {
+    (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+# Waits until HOST PORT answers. Fails at once if process PID is gone.
+wait_for() {
+    local what=$1 pid=$2 host=$3 port=$4 tries=$((START_TIMEOUT * 20))
+    while ! answers "$host" "$port" || ! kill -0 "$pid" 2>/dev/null; do
+        if ! kill -0 "$pid" 2>/dev/null || ((tries-- <= 0)); then
+            {
+                echo "run_herd.sh: $what did not come up on $host:$port; see $(shown logs)$what.out${5:+ and $(shown logs)$what.log}"
+                tail -n 5 "$LOG_DIR/$what.out" 2>/dev/null | sed 's/^/  | /'
+            } >&2
+            return 1
+        fi
+        sleep 0.05
+    done
+}
+
+# SIGTERM, then wait (bounded) for the process to exit; SIGKILL if not.
+stop_one() {
+    local what=$1 pid tries=$((STOP_TIMEOUT * 20))
+    if ! pid=$(pid_of "$what"); then
+        echo "$what is not running"
+        return 0
+    fi
+    kill -TERM "$pid" 2>/dev/null || true
+    while pid_of "$what" >/dev/null; do
+        if ((tries-- <= 0)); then
+            echo "run_herd.sh: $what (PID $pid) ignored SIGTERM for ${STOP_TIMEOUT}s; sending SIGKILL" >&2
+            kill -KILL "$pid" 2>/dev/null || true
+            sleep 0.2
+            break
+        fi
+        sleep 0.05
+    done
+    rm -f "$PID_DIR/$what.pid" "$PID_DIR/$what.cmdline"
+    echo "Stopped $what (PID $pid)"
+}
+
+stub_url() {
+    local cmd
+    cmd=$(<"$PID_DIR/$STUB.cmdline")
+    echo "http://127.0.0.1:${cmd##* --port }/maps/api/place/nearbysearch/json"
+}
+
+# Starts places-stub unless it is running; sets PLACES_URL to it.
+ensure_stub() {
+    local pid
+    if ! pid=$(pid_of "$STUB"); then
+        if answers 127.0.0.1 "$STUB_PORT"; then
+            die "cannot start places-stub: port $STUB_PORT is already in use (set STUB_PORT to a free port)"
+        fi
+        pid=$(launch "$STUB" "$STUB_BIN" --host 127.0.0.1 --port "$STUB_PORT")
+        wait_for "$STUB" "$pid" 127.0.0.1 "$STUB_PORT" ||
+            die "places-stub could not start (is port $STUB_PORT taken? set STUB_PORT)"
+    fi
+    PLACES_URL=$(stub_url)
+    echo "No GOOGLE_PLACES_API_KEY: WHATSAT answers come from places-stub at $PLACES_URL (MADE-UP places, PID $pid)"
+}
+
+cmd_start() {
+    local config i pid name entry failed=0 wanted=()
+    build
+    config=$HERD_CONFIG
+    if [[ -f "$PID_DIR/herd-config" ]] && [[ -n "$(running_servers)" ]]; then
+        if [[ -n "$config" && "$config" != "$(<"$PID_DIR/herd-config")" ]]; then
+            die "a herd from '$(<"$PID_DIR/herd-config")' is running here: stop it first"
+        fi
+        config=$(<"$PID_DIR/herd-config")
+    fi
+    if [[ -n "$config" && ! -f "$config" ]]; then
+        die "HERD_CONFIG: no such file: $config"
+    fi
+    load_herd "$config"
+    mkdir -p "$LOG_DIR" "$PID_DIR"
+    printf '%s\n' "$config" >"$PID_DIR/herd-config"
+    if (($# == 0)); then
+        wanted=("${!NAMES[@]}")
+    else
+        for name in "$@"; do wanted+=("$(index_of "$name")"); done
+    fi
+
+    local config_args=()
+    [[ -n "$config" ]] && config_args=(--config "$config")
+    if [[ -z "${GOOGLE_PLACES_API_KEY:-}" ]]; then
+        ensure_stub
+        export PLACES_URL GOOGLE_PLACES_API_KEY=$STUB_KEY
+    fi
+
+    local started=()
+    for i in "${wanted[@]}"; do
+        name=${NAMES[$i]}
+        if pid=$(pid_of "$name"); then
+            echo "$name is already running (PID $pid); left alone"
+            continue
+        fi
+        if answers "${HOSTS[$i]}" "${PORTS[$i]}"; then
+            echo "run_herd.sh: cannot start $name: ${HOSTS[$i]}:${PORTS[$i]} is already in use by another program" >&2
+            failed=1
+            continue
+        fi
+        pid=$(launch "$name" "$HERD_BIN" "$name" "${config_args[@]}" --log-dir "$LOG_DIR")
+        started+=("$i:$pid")
+    done
+    for entry in "${started[@]}"; do
+        i=${entry%%:*} pid=${entry#*:}
+        if wait_for "${NAMES[$i]}" "$pid" "${HOSTS[$i]}" "${PORTS[$i]}" log; then
+            echo "Started ${NAMES[$i]} (PID $pid)"
+        else
+            stop_one "${NAMES[$i]}" >/dev/null
+            failed=1
+        fi
+    done
+    if ((failed)); then
+        echo "run_herd.sh: not every server came up; ./run_herd.sh status shows which" >&2
+        exit 1
+    fi
+
+    echo
+    echo "The herd (logs in $(shown logs), PIDs in $(shown run)):"
+    printf '  %-10s %-22s %s\n' SERVER 'CLIENT PORT' 'PEER PORT'
+    for i in "${!NAMES[@]}"; do
+        printf '  %-10s %-22s %s\n' "${NAMES[$i]}" "${HOSTS[$i]}:${PORTS[$i]}" "${HOSTS[$i]}:${PEERS[$i]}"
+    done
+    echo
+    cat <<EOF
+Try:  printf 'IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 %s\n' "\$(date +%s.%N)" | nc -N ${HOSTS[0]} ${PORTS[0]}
+then: printf 'WHATSAT kiwi.cs.ucla.edu 10 3\n' | nc -N ${HOSTS[-1]} ${PORTS[-1]}
+EOF
+}
+
+# Names of the servers this script started that are still running.
+running_servers() {
+    local file what
+    for file in "$PID_DIR"/*.pid; do
+        [[ -e "$file" ]] || continue
+        what=$(basename "$file" .pid)
+        [[ "$what" == "$STUB" ]] && continue
+        pid_of "$what" >/dev/null && echo "$what"
+    done
+    return 0
+}
+
+cmd_stop() {
+    local name
+    if (($# > 0)); then
+        load_herd "$(recorded_config)"
+        for name in "$@"; do index_of "$name" >/dev/null; done
+        for name in "$@"; do stop_one "$name"; done
+        return
+    fi
+    local running
+    mapfile -t running < <(running_servers)
+    if ((${#running[@]} == 0)) && ! pid_of "$STUB" >/dev/null; then
+        echo "Nothing running"
+    fi
+    for name in "${running[@]}"; do stop_one "$name"; done
+    pid_of "$STUB" >/dev/null && stop_one "$STUB"
+    rm -f "$PID_DIR"/*.pid "$PID_DIR"/*.cmdline "$PID_DIR/herd-config"
+}
+
+cmd_status() {
+    local i pid
+    load_herd "$(recorded_config)"
+    for i in "${!NAMES[@]}"; do
+        if pid=$(pid_of "${NAMES[$i]}"); then
+            printf '%-12s running (PID %s)  clients %s:%s  peers %s:%s\n' "${NAMES[$i]}" "$pid" \
+                "${HOSTS[$i]}" "${PORTS[$i]}" "${HOSTS[$i]}" "${PEERS[$i]}"
+        else
+            printf '%-12s stopped\n' "${NAMES[$i]}"
+        fi
+    done
+    if pid=$(pid_of "$STUB"); then
+        printf '%-12s running (PID %s)  %s (MADE-UP places)\n' "$STUB" "$pid" "$(stub_url)"
+    else
+        printf '%-12s stopped\n' "$STUB"
+    fi
+}
+
+case "${1:-help}" in
+    start) shift && cmd_start "$@" ;;
+    stop) shift && cmd_stop "$@" ;;
+    restart)
+        shift
+        if (($# == 0)); then cmd_stop; else cmd_stop "$@"; fi
+        cmd_start "$@"
+        ;;
+    status) cmd_status ;;
+    help | -h | --help) usage ;;
+    *)
+        echo "run_herd.sh: unknown command '$1'" >&2
+        usage >&2
+        exit 2
+        ;;
+esac
