@@ -22,6 +22,8 @@
 //!   a link comes (back) up.
 //! - [`places`]: the Places client over blocking `ureq`, and
 //!   [`places::layout`], Google's JSON layout for cut answers.
+//! - [`journal`]: every new record appended to `<Name>.journal` before
+//!   the reply, in batches, and read back at start.
 //! - [`herd`]: the herd file, read raw and validated in one place.
 //! - [`logging`]: each server's `<Name>.log`, through fern.
 //! - [`stub`]: `places-stub`, a local Places stand-in serving made-up
@@ -46,6 +48,7 @@
 
 pub mod flood;
 pub mod herd;
+pub mod journal;
 pub mod logging;
 pub mod places;
 pub mod protocol;

@@ -32,6 +32,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -42,6 +43,7 @@ use parking_lot::Mutex;
 
 use crate::flood::{self, Flood, DELIVERY_CAP};
 use crate::herd::{Herd, ServerSpec};
+use crate::journal::Journal;
 use crate::logging::ServerLog;
 use crate::places::{Places, PlacesConfig};
 use crate::protocol::{self, AtRecord, ClientCommand, Escaped, Nanos, PeerCommand};
@@ -106,6 +108,10 @@ pub struct ServerConfig {
     pub places: PlacesConfig,
     /// Limits on what clients may do.
     pub limits: Limits,
+    /// Where new records are journaled before replies (`None`: nowhere,
+    /// so a server with no neighbour up can lose acknowledged updates if
+    /// it is killed).
+    pub journal: Option<PathBuf>,
     /// Where its log goes.
     pub log: ServerLog,
 }
@@ -143,6 +149,7 @@ struct Shared {
     herd: Herd,
     store: Store,
     flood: Flood,
+    journal: Option<Journal>,
     places: Places,
     log: ServerLog,
     limits: Limits,
@@ -181,11 +188,30 @@ pub fn start(config: ServerConfig, listeners: Listeners) -> io::Result<ServerHan
         herd,
         places,
         limits,
+        journal,
         log,
     } = config;
     let client_addr = listeners.client.local_addr()?;
     let peer_addr = listeners.peer.local_addr()?;
     let store = Store::new();
+    // Read the journal back before anyone is accepted, so the first
+    // WHATSAT already sees every acknowledged update.
+    let journal = match journal {
+        Some(path) => {
+            let (journal, replay) = Journal::open(&path, &herd, &store, &log).map_err(|e| {
+                io::Error::new(e.kind(), format!("journal {}: {e}", path.display()))
+            })?;
+            log.info(format_args!(
+                "journal {}: read {} lines ({} skipped), {} clients",
+                path.display(),
+                replay.lines,
+                replay.skipped,
+                replay.clients
+            ));
+            Some(journal)
+        }
+        None => None,
+    };
     let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded::<()>(0);
     let neighbours: Vec<ServerSpec> = herd.neighbours(&name).into_iter().cloned().collect();
     let (flood, mut threads) = flood::start(&name, &neighbours, &store, &log, &shutdown_rx);
@@ -206,6 +232,7 @@ pub fn start(config: ServerConfig, listeners: Listeners) -> io::Result<ServerHan
         herd,
         store,
         flood,
+        journal,
         places: Places::new(places),
         log,
         limits,
@@ -482,12 +509,17 @@ impl Shared {
             ClientCommand::IAmAt(update) => {
                 let record = AtRecord::new(&self.name, received, update);
                 let reply = format!("{}\n", record.line);
-                // Flood before replying: the update is in the links'
-                // sockets before the client hears back (PROTOCOL.md §5).
+                // The reply is a promise: before it goes out, the update is
+                // in the journal and in the sockets of the links that are
+                // up (PROTOCOL.md §5). Both are queued first and waited on
+                // together, so their writes overlap.
                 if let Some(stored) = self.store.offer(record) {
-                    self.flood
-                        .broadcast(Arc::from(stored.line.as_str()))
-                        .wait(DELIVERY_CAP);
+                    let written = self.journal.as_ref().map(|j| j.append(&stored.line));
+                    let delivery = self.flood.broadcast(Arc::from(stored.line.as_str()));
+                    if let Some(written) = written {
+                        written.wait();
+                    }
+                    delivery.wait(DELIVERY_CAP);
                 }
                 Some(reply)
             }
@@ -528,6 +560,9 @@ impl Shared {
             PeerCommand::At(record) => {
                 // Nobody waits for a reply here, so neither do we.
                 if let Some(stored) = self.store.offer(record) {
+                    if let Some(journal) = &self.journal {
+                        drop(journal.append(&stored.line));
+                    }
                     drop(self.flood.broadcast(Arc::from(stored.line.as_str())));
                 }
                 None

@@ -242,3 +242,50 @@ fn killed_process_restarts_and_catches_up() {
     });
     drop((a, b));
 }
+
+/// An AT reply is a promise: a lone server (no neighbour to hold a copy)
+/// killed with SIGKILL the instant after replying still has every
+/// acknowledged update when it starts again, read back from its journal.
+/// Without the journal the same run forgets them, which is what shows the
+/// journal did the work.
+#[test]
+fn acknowledged_updates_survive_kill_9() {
+    for journal in [true, false] {
+        let dir = temp_dir("journal");
+        let config = herd_file(&dir, &["A"], &[]);
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port_of(&config, "A")).into();
+        let start = || {
+            let mut cmd = Command::new(BIN);
+            cmd.args(["A", "--config"])
+                .arg(&config)
+                .arg("--log-dir")
+                .arg(&dir);
+            if !journal {
+                cmd.arg("--no-journal");
+            }
+            let child = cmd.stderr(Stdio::null()).spawn().unwrap();
+            wait_until("A to listen", || TcpStream::connect(addr).is_ok());
+            Proc(child)
+        };
+        let mut server = start();
+        let mut last = String::new();
+        for i in 0..50 {
+            last = at_line(&one_shot(addr, &format!("IAMAT c{} +1+1 {i}\n", i % 5)));
+        }
+        signal(&server, "-KILL");
+        wait_exit(&mut server);
+        let _server = start();
+        let reply = one_shot(addr, "WHATSAT c4 1 1\n");
+        if journal {
+            assert!(reply.starts_with(&format!("{last}\n")), "{reply}");
+            let text = std::fs::read_to_string(dir.join("A.journal")).unwrap();
+            assert_eq!(
+                text.lines().count(),
+                5,
+                "compacted to one line per client: {text}"
+            );
+        } else {
+            assert_eq!(reply, "? WHATSAT c4 1 1\n");
+        }
+    }
+}

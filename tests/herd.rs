@@ -158,6 +158,7 @@ fn update_reaches_neighbour_socket_before_reply() {
         herd: herd.clone(),
         places: no_places(),
         limits: Limits::default(),
+        journal: None,
         log: proxy_herd::logging::ServerLog::discard(),
     };
     let a = server::start(config, Listeners::bind(&a_spec).unwrap()).unwrap();

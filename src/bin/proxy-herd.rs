@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use proxy_herd::herd::Herd;
+use proxy_herd::journal;
 use proxy_herd::logging::ServerLog;
 use proxy_herd::places::{PlacesConfig, GOOGLE_NEARBY_URL};
 use proxy_herd::server::{
@@ -69,6 +70,16 @@ struct Args {
     /// (off by default, so people typing into nc are not cut off).
     #[arg(long, value_name = "SECONDS")]
     idle_timeout: Option<f64>,
+
+    /// Journal file: every new record is appended here before the reply
+    /// and read back at start [default: LOG-DIR/NAME.journal].
+    #[arg(long, value_name = "FILE", conflicts_with = "no_journal")]
+    journal: Option<PathBuf>,
+
+    /// Keep no journal: a server killed while no neighbour is up can then
+    /// lose updates it has acknowledged.
+    #[arg(long)]
+    no_journal: bool,
 
     /// Refuse (as invalid) client times more than this many seconds ahead
     /// of this server's clock.
@@ -147,6 +158,10 @@ fn run(args: Args) -> Result<(), String> {
         herd,
         places,
         limits,
+        journal: (!args.no_journal).then(|| {
+            args.journal
+                .unwrap_or_else(|| journal::default_path(&args.log_dir, &spec.name))
+        }),
         log: log.clone(),
     };
     let server = server::start(config, listeners).map_err(|e| e.to_string())?;

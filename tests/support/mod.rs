@@ -34,6 +34,8 @@ pub struct TestHerd {
     pub places: PlacesConfig,
     pub log_dir: Option<PathBuf>,
     pub limits: Limits,
+    /// Where each server journals (`None`: no journal).
+    pub journal_dir: Option<PathBuf>,
     servers: BTreeMap<String, ServerHandle>,
     /// Each server's two ports, kept so a stopped server can come back on
     /// the same ones.
@@ -107,6 +109,7 @@ impl TestHerd {
             places,
             log_dir,
             limits,
+            journal_dir: None,
             servers: BTreeMap::new(),
             ports,
         };
@@ -136,6 +139,10 @@ impl TestHerd {
             herd: self.herd.clone(),
             places: self.places.clone(),
             limits: self.limits.clone(),
+            journal: self
+                .journal_dir
+                .as_ref()
+                .map(|d| d.join(format!("{name}.journal"))),
             log,
         };
         let handle = server::start(config, listeners).unwrap();
