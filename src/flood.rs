@@ -75,10 +75,12 @@ struct Outgoing {
     ack: Option<Sender<()>>,
 }
 
-/// One neighbour's queue, and whether its link is up.
+/// One neighbour's queue, whether its link is up, and a way to cut its
+/// backoff short.
 struct Queue {
     tx: Sender<Outgoing>,
     up: Arc<AtomicBool>,
+    poke: Sender<()>,
 }
 
 /// The sending side of flooding: a queue per neighbour.
@@ -91,6 +93,16 @@ pub struct Flood {
 pub const DELIVERY_CAP: Duration = Duration::from_millis(100);
 
 impl Flood {
+    /// Tells every link that is waiting out a backoff to try again now.
+    /// The server calls this when a neighbour connects to its peer port:
+    /// a neighbour that links to us is up, so our link to it can come up
+    /// (and resync it) at once instead of after up to two seconds.
+    pub fn poke(&self) {
+        for queue in self.queues.iter() {
+            let _ = queue.poke.try_send(());
+        }
+    }
+
     /// Queues an AT line (without `\n`) for every neighbour. Never blocks:
     /// the queues are unbounded, and emptied while a link is down. The
     /// returned [`Delivery`] can wait until the links that are up have
@@ -154,9 +166,11 @@ pub fn start(
     for spec in neighbours {
         let (tx, rx) = crossbeam_channel::unbounded();
         let up = Arc::new(AtomicBool::new(false));
+        let (poke_tx, poke_rx) = crossbeam_channel::bounded(1);
         queues.push(Queue {
             tx,
             up: Arc::clone(&up),
+            poke: poke_tx,
         });
         let link = Link {
             neighbour: spec.name.clone(),
@@ -164,6 +178,7 @@ pub fn start(
             port: spec.peer_port,
             queue: rx,
             up,
+            poke: poke_rx,
             store: store.clone(),
             log: log.clone(),
             shutdown: shutdown.clone(),
@@ -191,6 +206,8 @@ struct Link {
     /// Set while the link is connected and resynced, so broadcasts know
     /// which links to wait for.
     up: Arc<AtomicBool>,
+    /// Wakes a backoff early (see [`Flood::poke`]).
+    poke: Receiver<()>,
     store: Store,
     log: ServerLog,
     shutdown: Receiver<()>,
@@ -212,6 +229,8 @@ impl Link {
             match self.connect() {
                 Ok(stream) => {
                     backoff = MIN_BACKOFF;
+                    // A poke from before this connection is stale.
+                    while self.poke.try_recv().is_ok() {}
                     was_down_logged = false;
                     let peer = stream
                         .peer_addr()
@@ -263,6 +282,7 @@ impl Link {
         loop {
             select! {
                 recv(self.shutdown) -> _ => return false,
+                recv(self.poke) -> _ => return true,
                 recv(self.queue) -> line => if line.is_err() { return false },
                 default(deadline.saturating_duration_since(Instant::now())) => return true,
             }

@@ -344,8 +344,10 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener, port: Port) {
                 continue;
             }
         };
-        if port == Port::Client && !shared.admit_client(&stream) {
-            continue;
+        match port {
+            Port::Client if !shared.admit_client(&stream) => continue,
+            Port::Client => {}
+            Port::Peer => shared.flood.poke(),
         }
         let thread_shared = Arc::clone(shared);
         let spawned = thread::Builder::new()
