@@ -2,6 +2,8 @@
 //! and clients that talk to them over real sockets.
 #![allow(dead_code)] // each test file uses a different part of this
 
+pub mod process;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -52,15 +54,21 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A herd file's servers on free loopback ports.
+/// A herd file's servers on free loopback ports. Every port is held
+/// until all are chosen, so no two servers of the herd get the same one.
 pub fn herd_on_free_ports(names: &[&str], links: &[(&str, &str)]) -> HerdFile {
+    let held: Vec<TcpListener> = (0..names.len() * 2)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let port = |i: usize| i64::from(held[i].local_addr().unwrap().port());
     let servers = names
         .iter()
-        .map(|n| {
+        .enumerate()
+        .map(|(i, n)| {
             let entry = ServerEntry {
                 host: "127.0.0.1".into(),
-                port: i64::from(free_port()),
-                peer_port: Some(i64::from(free_port())),
+                port: port(2 * i),
+                peer_port: Some(port(2 * i + 1)),
             };
             (n.to_string(), entry)
         })
