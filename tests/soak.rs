@@ -96,7 +96,7 @@ fn servers_killed_under_load_lose_nothing() {
             let (clients, stop, refused, clock, addrs) =
                 (&clients, &stop, &refused, &clock, &addrs);
             s.spawn(move || {
-                let mut rng = Rng(seed ^ (worker as u64 + 1) * 0x9e37_79b9);
+                let mut rng = Rng(seed ^ ((worker as u64 + 1) * 0x9e37_79b9));
                 while !stop.load(Ordering::SeqCst) {
                     let c = rng.below(CLIENTS);
                     let mut client = clients[c].lock().unwrap();
