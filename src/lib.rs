@@ -1,6 +1,47 @@
 //! proxy-herd: an application server herd, one thread per connection.
 //!
-//! Placeholder: the layout doc is written with the modules.
+//! A herd is a few TCP servers that take location updates from mobile
+//! clients (`IAMAT`), flood them to each other, and answer "what is near
+//! this client?" (`WHATSAT`) by asking Google Places. The contract is
+//! `PROTOCOL.md`; this crate implements it with blocking `std::net`, a
+//! thread for every connection, and no async runtime, so it can be read
+//! side by side with an asyncio version of the same herd.
+//!
+//! # Layout
+//!
+//! Read in this order:
+//!
+//! - [`protocol`]: parsing and formatting of every line. Pure: no sockets,
+//!   no clocks. A bad line is the value `Invalid`, not an error path.
+//! - [`store`]: the newest record of every client, one map behind a
+//!   `parking_lot::RwLock`, and the "newer" rule that ends floods.
+//! - [`server`]: the listeners, the thread per connection, and what each
+//!   line does. The only place that reads from clients.
+//! - [`flood`]: one sender thread per neighbour, fed by a
+//!   `crossbeam-channel` queue; reconnects, and resyncs every record when
+//!   a link comes (back) up.
+//! - [`places`]: the Places client over blocking `ureq`, and
+//!   [`places::layout`], Google's JSON layout for cut answers.
+//! - [`herd`]: the herd file, read raw and validated in one place.
+//! - [`logging`]: each server's `<Name>.log`, through fern.
+//! - [`stub`]: `places-stub`, a local Places stand-in serving made-up
+//!   places, for tests and for running without an API key.
+//!
+//! The binaries in `src/bin` are thin: `proxy-herd` parses flags, binds,
+//! calls [`server::start`] and waits for SIGINT/SIGTERM; `places-stub`
+//! runs [`stub::PlacesStub`].
+//!
+//! # Threads of one server
+//!
+//! | thread | blocks on | owns |
+//! |---|---|---|
+//! | accept (client port) | `accept()` | the client listener |
+//! | accept (peer port) | `accept()` | the peer listener |
+//! | one per connection | `read()`, a Places request | that socket |
+//! | one link per neighbour | its queue, `connect()`, `write()` | the link socket |
+//! | one watcher per live link | `read()` of the link | nothing |
+//!
+//! No lock is held across a socket write, a channel send or an HTTP call.
 #![forbid(unsafe_code)]
 
 pub mod flood;

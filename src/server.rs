@@ -8,7 +8,7 @@
 //!   one link thread per neighbour (flood.rs), fed by a channel
 //! ```
 //!
-//! A connection thread reads lines ([`Lines`]), parses each with
+//! A connection thread reads lines (`Lines`), parses each with
 //! `protocol`, does what it asks against the store, the flood and Places,
 //! and writes the reply in one write. It blocks freely, in a read or in a
 //! Places request, because it blocks nobody else: this is the
@@ -32,7 +32,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -40,7 +40,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
-use crate::flood::{self, Flood};
+use crate::flood::{self, Flood, DELIVERY_CAP};
 use crate::herd::{Herd, ServerSpec};
 use crate::logging::ServerLog;
 use crate::places::{Places, PlacesConfig};
@@ -49,6 +49,44 @@ use crate::store::Store;
 
 /// The line limit of PROTOCOL.md §2.
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+
+/// How many client connections may be open at once by default. Each costs
+/// a thread and a file descriptor; the process's descriptor limit
+/// (`ulimit -n`) must be above this for it to be reached.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+
+/// How far in the future a client time may be, by default: one day. One
+/// IAMAT with a time far ahead would otherwise pin that client's location
+/// for ever, since no later update could be newer.
+pub const DEFAULT_MAX_FUTURE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The limits that keep one client from hurting the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest line accepted, in bytes without the `\n`; a longer line
+    /// closes its connection.
+    pub max_line: usize,
+    /// Most client connections open at once; past it a new connection is
+    /// closed at once, and the ones already open carry on.
+    pub max_connections: usize,
+    /// A client connection silent for this long is closed. `None` (the
+    /// default) never closes one, so a person typing into `nc` is not cut
+    /// off.
+    pub idle_timeout: Option<Duration>,
+    /// Client times further ahead of this server's clock are invalid.
+    pub max_future: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_line: DEFAULT_MAX_LINE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: None,
+            max_future: DEFAULT_MAX_FUTURE,
+        }
+    }
+}
 
 /// Stack size of connection threads. Their deepest work is a Places
 /// request (TLS included) and a JSON re-layout; 512 KiB leaves ample room,
@@ -66,8 +104,8 @@ pub struct ServerConfig {
     pub herd: Herd,
     /// How to reach Places.
     pub places: PlacesConfig,
-    /// Longest line accepted, in bytes without the `\n`.
-    pub max_line: usize,
+    /// Limits on what clients may do.
+    pub limits: Limits,
     /// Where its log goes.
     pub log: ServerLog,
 }
@@ -107,10 +145,14 @@ struct Shared {
     flood: Flood,
     places: Places,
     log: ServerLog,
-    max_line: usize,
+    limits: Limits,
     stopping: AtomicBool,
-    /// Clones of open connections' sockets, so shutdown can close them.
-    conns: Mutex<HashMap<u64, TcpStream>>,
+    /// Open connections' sockets, shared with their threads so shutdown
+    /// can close them (an `Arc` rather than `try_clone`, which would spend
+    /// a second file descriptor on every connection).
+    conns: Mutex<HashMap<u64, Arc<TcpStream>>>,
+    /// How many client-port connections are open, for `max_connections`.
+    clients: AtomicUsize,
     next_conn: AtomicU64,
 }
 
@@ -138,7 +180,7 @@ pub fn start(config: ServerConfig, listeners: Listeners) -> io::Result<ServerHan
         name,
         herd,
         places,
-        max_line,
+        limits,
         log,
     } = config;
     let client_addr = listeners.client.local_addr()?;
@@ -166,9 +208,10 @@ pub fn start(config: ServerConfig, listeners: Listeners) -> io::Result<ServerHan
         flood,
         places: Places::new(places),
         log,
-        max_line,
+        limits,
         stopping: AtomicBool::new(false),
         conns: Mutex::new(HashMap::new()),
+        clients: AtomicUsize::new(0),
         next_conn: AtomicU64::new(0),
     });
     for (listener, port) in [
@@ -229,7 +272,7 @@ impl ServerHandle {
             let _ = TcpStream::connect_timeout(&reachable(addr), Duration::from_secs(1));
         }
         drop(self.shutdown.take());
-        let open: Vec<TcpStream> = self.shared.conns.lock().drain().map(|(_, s)| s).collect();
+        let open: Vec<Arc<TcpStream>> = self.shared.conns.lock().drain().map(|(_, s)| s).collect();
         for stream in open {
             let _ = stream.shutdown(Shutdown::Both);
         }
@@ -274,11 +317,17 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener, port: Port) {
                 continue;
             }
         };
+        if port == Port::Client && !shared.admit_client(&stream) {
+            continue;
+        }
         let thread_shared = Arc::clone(shared);
         let spawned = thread::Builder::new()
             .stack_size(CONNECTION_STACK)
             .spawn(move || serve_connection(&thread_shared, stream, port));
         if let Err(e) = spawned {
+            if port == Port::Client {
+                shared.clients.fetch_sub(1, Ordering::SeqCst);
+            }
             shared
                 .log
                 .error(format_args!("cannot start a connection thread: {e}"));
@@ -293,29 +342,35 @@ fn serve_connection(shared: &Shared, stream: TcpStream, port: Port) {
         .peer_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    if let Ok(clone) = stream.try_clone() {
-        shared.conns.lock().insert(id, clone);
-    }
-    // Checked after registering, so a shutdown that began meanwhile
-    // either finds this socket in the table or is seen here.
-    if shared.stopping.load(Ordering::SeqCst) {
-        shared.conns.lock().remove(&id);
-        return;
-    }
+    let stream = Arc::new(stream);
+    shared.conns.lock().insert(id, Arc::clone(&stream));
     let kind = if port == Port::Client {
         "client"
     } else {
         "peer"
     };
-    shared
-        .log
-        .info(format_args!("{peer} {kind} connection opened"));
-    let _ = stream.set_nodelay(true);
-    let how = serve_lines(shared, &stream, &peer, port);
-    // Everything owed has been written: let a half-closed client read to
-    // end-of-file.
-    let _ = stream.shutdown(Shutdown::Write);
+    // Checked after registering, so a shutdown that began meanwhile
+    // either finds this socket in the table or is seen here.
+    let how = if shared.stopping.load(Ordering::SeqCst) {
+        "server stopping".to_string()
+    } else {
+        shared
+            .log
+            .info(format_args!("{peer} {kind} connection opened"));
+        let _ = stream.set_nodelay(true);
+        if port == Port::Client {
+            let _ = stream.set_read_timeout(shared.limits.idle_timeout);
+        }
+        let how = serve_lines(shared, &stream, &peer, port);
+        // Everything owed has been written: let a half-closed client read
+        // to end-of-file.
+        let _ = stream.shutdown(Shutdown::Write);
+        how
+    };
     shared.conns.lock().remove(&id);
+    if port == Port::Client {
+        shared.clients.fetch_sub(1, Ordering::SeqCst);
+    }
     shared
         .log
         .info(format_args!("{peer} {kind} connection closed ({how})"));
@@ -323,7 +378,7 @@ fn serve_connection(shared: &Shared, stream: TcpStream, port: Port) {
 
 /// Reads and answers lines until end-of-file or an error; says which.
 fn serve_lines(shared: &Shared, stream: &TcpStream, peer: &str, port: Port) -> String {
-    let mut lines = Lines::new(stream, shared.max_line);
+    let mut lines = Lines::new(stream, shared.limits.max_line);
     let mut writer = stream;
     loop {
         let raw = match lines.next_line() {
@@ -332,9 +387,22 @@ fn serve_lines(shared: &Shared, stream: &TcpStream, peer: &str, port: Port) -> S
             Err(LineError::TooLong) => {
                 shared.log.warn(format_args!(
                     "{peer} sent a line longer than {} bytes; closing the connection",
-                    shared.max_line
+                    shared.limits.max_line
                 ));
                 return "line too long".into();
+            }
+            Err(LineError::Io(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                let idle = shared.limits.idle_timeout.unwrap_or_default();
+                shared.log.warn(format_args!(
+                    "{peer} sent nothing for {} s (--idle-timeout); closing the connection",
+                    idle.as_secs_f64()
+                ));
+                return "idle timeout".into();
             }
             Err(LineError::Io(e)) => return format!("read error: {e}"),
         };
@@ -369,6 +437,30 @@ fn decode(raw: &[u8]) -> Result<&str, String> {
 }
 
 impl Shared {
+    /// Counts a new client connection in, or closes it at once if
+    /// `max_connections` are already open.
+    fn admit_client(&self, stream: &TcpStream) -> bool {
+        let open = self.clients.fetch_add(1, Ordering::SeqCst);
+        if open < self.limits.max_connections {
+            return true;
+        }
+        self.clients.fetch_sub(1, Ordering::SeqCst);
+        let peer = stream
+            .peer_addr()
+            .map_or_else(|_| "?".to_string(), |a| a.to_string());
+        self.log.warn(format_args!(
+            "{peer} refused: {} client connections already open (--max-connections)",
+            self.limits.max_connections
+        ));
+        let _ = stream.shutdown(Shutdown::Both);
+        false
+    }
+
+    /// Whether a client time is too far ahead of `now` (`--max-future`).
+    fn too_far_ahead(&self, time: Nanos, now: Nanos) -> bool {
+        time - now > self.limits.max_future.as_nanos() as Nanos
+    }
+
     /// Handles one line from a client and returns the reply, if any.
     fn client_line(&self, raw: &[u8], peer: &str) -> Option<String> {
         let received = now_nanos();
@@ -380,13 +472,22 @@ impl Shared {
         match command {
             ClientCommand::Blank => None,
             ClientCommand::Invalid => Some(protocol::invalid_reply(&text)),
+            ClientCommand::IAmAt(update) if self.too_far_ahead(update.time, received) => {
+                self.log.warn(format_args!(
+                    "{peer}: client time more than {} s ahead (--max-future); invalid",
+                    self.limits.max_future.as_secs()
+                ));
+                Some(protocol::invalid_reply(&text))
+            }
             ClientCommand::IAmAt(update) => {
                 let record = AtRecord::new(&self.name, received, update);
                 let reply = format!("{}\n", record.line);
-                // Flood before replying: the update is on its way to the
-                // neighbours before the client hears back (PROTOCOL.md §5).
+                // Flood before replying: the update is in the links'
+                // sockets before the client hears back (PROTOCOL.md §5).
                 if let Some(stored) = self.store.offer(record) {
-                    self.flood.broadcast(Arc::from(stored.line.as_str()));
+                    self.flood
+                        .broadcast(Arc::from(stored.line.as_str()))
+                        .wait(DELIVERY_CAP);
                 }
                 Some(reply)
             }
@@ -421,9 +522,13 @@ impl Shared {
         match command {
             PeerCommand::Blank => None,
             PeerCommand::Invalid => Some(protocol::invalid_reply(&text)),
+            PeerCommand::At(record) if self.too_far_ahead(record.update.time, now_nanos()) => {
+                Some(protocol::invalid_reply(&text))
+            }
             PeerCommand::At(record) => {
+                // Nobody waits for a reply here, so neither do we.
                 if let Some(stored) = self.store.offer(record) {
-                    self.flood.broadcast(Arc::from(stored.line.as_str()));
+                    drop(self.flood.broadcast(Arc::from(stored.line.as_str())));
                 }
                 None
             }

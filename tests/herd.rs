@@ -137,3 +137,48 @@ fn four_hundred_clients_at_once() {
         herd.wait_converged(client, reply.trim_end());
     }
 }
+
+/// Flooding is on its way before the reply: by the time a client has read
+/// its IAMAT reply, the AT line is already in the neighbour's socket, so a
+/// neighbour asked right afterwards can know it. The neighbour here is a
+/// bare listener standing in for a server's peer port.
+#[test]
+fn update_reaches_neighbour_socket_before_reply() {
+    use proxy_herd::herd::HerdFile;
+    use proxy_herd::server::{self, Limits, Listeners, ServerConfig};
+    use std::io::{BufRead, BufReader, Read};
+
+    let herd = herd_on_free_ports(&["A", "B"], &[("A", "B")]);
+    let herd = HerdFile { ..herd }.validate().unwrap();
+    let b = herd.server("B").unwrap().clone();
+    let fake_b = std::net::TcpListener::bind(("127.0.0.1", b.peer_port)).unwrap();
+    let a_spec = herd.server("A").unwrap().clone();
+    let config = ServerConfig {
+        name: "A".into(),
+        herd: herd.clone(),
+        places: no_places(),
+        limits: Limits::default(),
+        log: proxy_herd::logging::ServerLog::discard(),
+    };
+    let a = server::start(config, Listeners::bind(&a_spec).unwrap()).unwrap();
+    let (link, _) = fake_b.accept().unwrap();
+    link.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut reader = BufReader::new(link);
+    // Warm up until the link is up and resynced.
+    for i in 0..3 {
+        let reply = one_shot(a.client_addr(), &format!("IAMAT warm{i} +1+1 1\n"));
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line, reply);
+    }
+    reader.get_ref().set_nonblocking(true).unwrap();
+    for i in 0..50 {
+        let reply = one_shot(a.client_addr(), &format!("IAMAT c{i} +1+1 1\n"));
+        // No waiting: the line must be there already.
+        let mut got = vec![0u8; reply.len()];
+        reader
+            .read_exact(&mut got)
+            .expect("AT line already in the neighbour's socket");
+        assert_eq!(String::from_utf8(got).unwrap(), reply);
+    }
+}

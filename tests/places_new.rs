@@ -459,8 +459,12 @@ fn binary_default_url_follows_the_api() {
         one_shot(addr, IAMAT);
         let reply = one_shot(addr, "WHATSAT kiwi.cs.ucla.edu 10 5\n");
         assert!(reply.contains("\"status\" : \"REQUEST_DENIED\""), "{reply}");
-        let log = std::fs::read_to_string(dir.join("A.log")).unwrap();
-        assert!(log.contains(&format!("places {method} {url} ")), "{log}");
+        // The log is written by its own thread, a moment after the reply
+        // may be; wait for the line, which is the assertion.
+        let expected = format!("places {method} {url} ");
+        wait_until(&expected, || {
+            std::fs::read_to_string(dir.join("A.log")).is_ok_and(|log| log.contains(&expected))
+        });
     }
 }
 

@@ -12,7 +12,10 @@ use clap::{Parser, ValueEnum};
 use proxy_herd::herd::Herd;
 use proxy_herd::logging::ServerLog;
 use proxy_herd::places::{PlacesApi, PlacesConfig};
-use proxy_herd::server::{self, Listeners, ServerConfig, DEFAULT_MAX_LINE};
+use proxy_herd::server::{
+    self, Limits, Listeners, ServerConfig, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FUTURE,
+    DEFAULT_MAX_LINE,
+};
 
 /// One server of a proxy herd: takes client locations (IAMAT), floods them
 /// to its neighbours, and answers WHATSAT by asking Google Places.
@@ -60,6 +63,32 @@ struct Args {
     /// says UNKNOWN_ERROR.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     places_timeout: f64,
+
+    /// Most client connections open at once; past it new connections are
+    /// closed at once and open ones carry on.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+
+    /// Close a client connection that sends nothing for this many seconds
+    /// (off by default, so people typing into nc are not cut off).
+    #[arg(long, value_name = "SECONDS")]
+    idle_timeout: Option<f64>,
+
+    /// Refuse (as invalid) client times more than this many seconds ahead
+    /// of this server's clock.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_MAX_FUTURE.as_secs_f64())]
+    max_future: f64,
+}
+
+/// Reads a flag given in seconds, refusing what is not a positive number.
+fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
+    if value > 0.0 && value.is_finite() && value < 1e12 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(format!(
+            "{flag} must be a positive number of seconds, not {value}"
+        ))
+    }
 }
 
 /// The values of --places-api; a flag-side twin of [`PlacesApi`], so the
@@ -98,14 +127,18 @@ fn run(args: Args) -> Result<(), String> {
         None => Herd::default_herd(),
     };
     let spec = herd.server(&args.name).map_err(|e| e.to_string())?.clone();
-    if !(args.places_timeout > 0.0 && args.places_timeout.is_finite()) {
-        return Err(format!(
-            "--places-timeout must be a positive number of seconds, not {}",
-            args.places_timeout
-        ));
-    }
-    if args.max_line == 0 {
-        return Err("--max-line must be at least 1".into());
+    let places_timeout = seconds("--places-timeout", args.places_timeout)?;
+    let limits = Limits {
+        max_line: args.max_line,
+        max_connections: args.max_connections,
+        idle_timeout: args
+            .idle_timeout
+            .map(|s| seconds("--idle-timeout", s))
+            .transpose()?,
+        max_future: seconds("--max-future", args.max_future)?,
+    };
+    if limits.max_line == 0 || limits.max_connections == 0 {
+        return Err("--max-line and --max-connections must be at least 1".into());
     }
     // Bind before opening the log, so a port in use fails with nothing
     // else done.
@@ -127,14 +160,14 @@ fn run(args: Args) -> Result<(), String> {
             .places_url
             .unwrap_or_else(|| api.default_url().to_string()),
         key: std::env::var("GOOGLE_PLACES_API_KEY").ok(),
-        timeout: Duration::from_secs_f64(args.places_timeout),
+        timeout: places_timeout,
         api,
     };
     let config = ServerConfig {
         name: spec.name.clone(),
         herd,
         places,
-        max_line: args.max_line,
+        limits,
         log: log.clone(),
     };
     let server = server::start(config, listeners).map_err(|e| e.to_string())?;

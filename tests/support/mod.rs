@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use proxy_herd::herd::{Herd, HerdFile, ServerEntry};
 use proxy_herd::logging::ServerLog;
 use proxy_herd::places::{PlacesApi, PlacesConfig};
-use proxy_herd::server::{self, Listeners, ServerConfig, ServerHandle, DEFAULT_MAX_LINE};
+use proxy_herd::server::{self, Limits, Listeners, ServerConfig, ServerHandle};
 
 /// How long any test waits for something that should take milliseconds.
 pub const PATIENCE: Duration = Duration::from_secs(10);
@@ -33,6 +33,7 @@ pub struct TestHerd {
     pub herd: Herd,
     pub places: PlacesConfig,
     pub log_dir: Option<PathBuf>,
+    pub limits: Limits,
     servers: BTreeMap<String, ServerHandle>,
     /// Each server's two ports, kept so a stopped server can come back on
     /// the same ones.
@@ -83,6 +84,17 @@ impl TestHerd {
         places: PlacesConfig,
         log_dir: Option<PathBuf>,
     ) -> TestHerd {
+        TestHerd::start_configured(names, links, places, Limits::default(), log_dir)
+    }
+
+    /// Like `start_with_logs`, with the given limits.
+    pub fn start_configured(
+        names: &[&str],
+        links: &[(&str, &str)],
+        places: PlacesConfig,
+        limits: Limits,
+        log_dir: Option<PathBuf>,
+    ) -> TestHerd {
         // Bind every port first, so no server starts on a port that a
         // later one of the same herd then finds taken.
         let herd = herd_on_free_ports(names, links).validate().unwrap();
@@ -94,6 +106,7 @@ impl TestHerd {
             herd,
             places,
             log_dir,
+            limits,
             servers: BTreeMap::new(),
             ports,
         };
@@ -122,7 +135,7 @@ impl TestHerd {
             name: name.to_string(),
             herd: self.herd.clone(),
             places: self.places.clone(),
-            max_line: DEFAULT_MAX_LINE,
+            limits: self.limits.clone(),
             log,
         };
         let handle = server::start(config, listeners).unwrap();
@@ -245,4 +258,12 @@ pub fn at_line(reply: &str) -> String {
     );
     assert_eq!(reply.matches('\n').count(), 1, "{reply:?}");
     reply.trim_end().to_string()
+}
+
+/// Now, in POSIX seconds, as a client would write it.
+pub fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }

@@ -1,0 +1,119 @@
+//! The limits that keep one client from hurting others: each one is hit
+//! on purpose against a real server, and the server carries on.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use proxy_herd::server::Limits;
+use support::*;
+
+fn log_of(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("Riley.log")).unwrap()
+}
+
+/// Past `max_connections`, a new client connection is closed at once with
+/// nothing sent, the open ones keep working, and a slot freed is usable
+/// again. The refusal is logged.
+#[test]
+fn max_connections() {
+    let dir = temp_dir("maxconn");
+    let limits = Limits {
+        max_connections: 2,
+        ..Limits::default()
+    };
+    let mut herd =
+        TestHerd::start_configured(&["Riley"], &[], no_places(), limits, Some(dir.clone()));
+    let mut first = connect(herd.addr("Riley"));
+    let mut second = connect(herd.addr("Riley"));
+    // Both are being served (a reply proves the server took them).
+    for (stream, name) in [(&mut first, "a"), (&mut second, "b")] {
+        stream
+            .write_all(format!("IAMAT {name} +1+1 1\n").as_bytes())
+            .unwrap();
+        assert!(read_until(stream, "\n").starts_with("AT Riley"));
+    }
+    let mut third = connect(herd.addr("Riley"));
+    let _ = third.write_all(b"IAMAT c +1+1 1\n");
+    let mut got = Vec::new();
+    let _ = third.read_to_end(&mut got);
+    assert!(got.is_empty(), "the third connection was served: {got:?}");
+    first.write_all(b"IAMAT a +1+1 2\n").unwrap();
+    assert!(read_until(&mut first, "\n").ends_with(" a +1+1 2\n"));
+    drop(second);
+    wait_until("the freed slot to be usable", || {
+        one_shot(herd.addr("Riley"), "IAMAT d +1+1 1\n").starts_with("AT Riley")
+    });
+    herd.stop("Riley");
+    assert!(
+        log_of(&dir).contains("--max-connections"),
+        "{}",
+        log_of(&dir)
+    );
+}
+
+/// With an idle timeout, a silent client is disconnected and the event is
+/// logged; a client that keeps talking is not.
+#[test]
+fn idle_timeout() {
+    let dir = temp_dir("idle");
+    let limits = Limits {
+        idle_timeout: Some(Duration::from_millis(300)),
+        ..Limits::default()
+    };
+    let mut herd =
+        TestHerd::start_configured(&["Riley"], &[], no_places(), limits, Some(dir.clone()));
+    let mut silent = connect(herd.addr("Riley"));
+    let mut got = Vec::new();
+    // Blocks until the server closes the connection (or PATIENCE ends).
+    silent.read_to_end(&mut got).unwrap();
+    assert!(got.is_empty());
+    herd.stop("Riley");
+    assert!(log_of(&dir).contains("--idle-timeout"), "{}", log_of(&dir));
+}
+
+/// The line limit is a setting: a line of exactly the limit is served, a
+/// byte more closes the connection, and the log says why.
+#[test]
+fn max_line() {
+    let dir = temp_dir("maxline");
+    let limits = Limits {
+        max_line: 20,
+        ..Limits::default()
+    };
+    let mut herd =
+        TestHerd::start_configured(&["Riley"], &[], no_places(), limits, Some(dir.clone()));
+    let exactly = "IAMAT abcd +1+1 1234"; // 20 bytes
+    assert_eq!(exactly.len(), 20);
+    assert!(one_shot(herd.addr("Riley"), &format!("{exactly}\n")).starts_with("AT Riley"));
+    assert_eq!(one_shot(herd.addr("Riley"), "IAMAT abcde +1+1 1234\n"), "");
+    herd.stop("Riley");
+    assert!(
+        log_of(&dir).contains("longer than 20 bytes"),
+        "{}",
+        log_of(&dir)
+    );
+}
+
+/// A client time further ahead than `max_future` is invalid, from a
+/// client or from a neighbour, so one bad clock cannot pin a location.
+#[test]
+fn max_future() {
+    let herd = TestHerd::start(&["Riley", "Jaquez"], &[("Riley", "Jaquez")], no_places());
+    let far = now_secs() + 2.0 * 86_400.0;
+    let line = format!("IAMAT k +1+1 {far:.3}");
+    assert_eq!(
+        one_shot(herd.addr("Riley"), &format!("{line}\n")),
+        format!("? {line}\n")
+    );
+    let at = format!("AT Jaquez -172800.000000000 k +1+1 {far:.3}");
+    assert_eq!(
+        one_shot(herd.peer_addr("Riley"), &format!("{at}\n")),
+        format!("? {at}\n")
+    );
+    assert!(herd.server("Riley").store().is_empty());
+    // Within the limit is fine.
+    let near = format!("IAMAT k +1+1 {:.3}\n", now_secs() + 3600.0);
+    assert!(one_shot(herd.addr("Riley"), &near).starts_with("AT Riley -"));
+}
