@@ -1,19 +1,27 @@
-//! places-stub: a local stand-in for Google's legacy Nearby Search, serving
-//! MADE-UP places.
+//! places-stub: a local stand-in for Google's Nearby Search, legacy and
+//! New, serving MADE-UP places.
 //!
 //! Tests and the offline demo (`run_herd.sh`) need a Places endpoint that
 //! needs no key, no network and no money, answers the same bytes for the
 //! same query, and can be told to misbehave (slow, failing, not JSON) so
 //! the herd's error paths (PROTOCOL.md §4) can be exercised. This module
 //! is that endpoint: a small HTTP server on tiny_http, answering
-//! `GET …/nearbysearch/json?location=LAT,LNG&radius=METRES&key=KEY` in
-//! Google's legacy shape and layout (§4.2).
+//! - `GET …/nearbysearch/json?location=LAT,LNG&radius=METRES&key=KEY` in
+//!   Google's legacy shape and layout (§4.2), and
+//! - `POST …/places:searchNearby` in the shape of Places API (New) (§4.1),
+//!   with a JSON body `{"locationRestriction": {"circle": {"center":
+//!   {"latitude", "longitude"}, "radius"}}, "maxResultCount"}` and the
+//!   headers `X-Goog-Api-Key` and `X-Goog-FieldMask`.
+//!
+//! Both APIs describe the same made-up places for the same query, so a
+//! herd in either mode tells its clients the same thing (only the legacy
+//! `icon`, which the New API lacks, differs).
 //!
 //! Every place it invents says so: names end in "(places-stub)", the
 //! vicinity reads "Not a real place", place ids start with
 //! `places-stub-`, and every URL is on the reserved `.invalid` domain.
 //!
-//! Answers, by query:
+//! Legacy answers, by query:
 //! - no `key`, or an empty one: `REQUEST_DENIED` (any other key is
 //!   accepted; the stub never checks keys);
 //! - `location` missing or not `lat,lng` decimals within ±90/±180, or
@@ -25,17 +33,31 @@
 //! Error answers carry `error_message` and, like Google's, list their keys
 //! alphabetically: `error_message`, `html_attributions`, `results`,
 //! `status`.
+//!
+//! New answers, by request:
+//! - no `X-Goog-Api-Key`, or an empty one: HTTP 403 `PERMISSION_DENIED`;
+//! - no `X-Goog-FieldMask`, a body that is not JSON, a missing or
+//!   out-of-range center or radius, or a `maxResultCount` outside 1-20:
+//!   HTTP 400 `INVALID_ARGUMENT`;
+//! - a radius under [`MIN_RADIUS_WITH_PLACES`] metres: `{}` (Google's
+//!   answer for no places);
+//! - otherwise the first `maxResultCount` (default 20) places, each with
+//!   only the fields the field mask names.
+//!
+//! The stub keeps the last request it got ([`PlacesStub::last_request`]),
+//! so a test can check what the herd sent: method, headers and body.
 
 use std::f64::consts::PI;
-use std::io;
+use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use serde_json::{Map, Value};
-use tiny_http::{Header, Method, Request, Response, Server};
+use tiny_http::{Header, Request, Response, Server};
 
 use crate::places::layout::styled;
 
@@ -57,6 +79,13 @@ const EARTH_RADIUS_M: f64 = 6_371_000.0;
 const NO_KEY_MESSAGE: &str =
     "You must use an API key to authenticate each request to Google Maps Platform APIs.";
 
+/// What Places API (New) answers, in its own words, when a request has
+/// no key.
+const NEW_NO_KEY_MESSAGE: &str = "The request is missing a valid API key.";
+
+/// The most of a request body the stub reads; the herd's are ~150 bytes.
+const MAX_REQUEST_BODY: u64 = 64 * 1024;
+
 /// How the stub answers every request, so tests can drive the herd's
 /// failure paths.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +98,60 @@ pub enum Behaviour {
     HttpStatus(u16),
     /// Answer every request with 200 and a body that is not JSON.
     NotJson,
+    /// Answer every request with this HTTP status and this JSON body (a
+    /// New-style error, say).
+    Json(u16, &'static str),
+}
+
+/// A request as the stub received it, for tests to check what the herd
+/// sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// `GET`, `POST`, …
+    pub method: String,
+    /// The request target as sent: path and query, e.g.
+    /// `/v1/places:searchNearby`.
+    pub path: String,
+    /// Every header, names as sent, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body, lossily decoded as UTF-8 (at most 64 KiB of it).
+    pub body: String,
+}
+
+impl RecordedRequest {
+    /// The value of the first header of that name (names compare without
+    /// regard to case, as HTTP says).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Reads the method, target, headers and body of a request.
+    fn read(request: &mut Request) -> RecordedRequest {
+        let mut body = Vec::new();
+        // A body that cannot be read is recorded as far as it was read.
+        let _ = request
+            .as_reader()
+            .take(MAX_REQUEST_BODY)
+            .read_to_end(&mut body);
+        RecordedRequest {
+            method: request.method().as_str().to_owned(),
+            path: request.url().to_owned(),
+            headers: request
+                .headers()
+                .iter()
+                .map(|header| {
+                    (
+                        header.field.as_str().as_str().to_owned(),
+                        header.value.as_str().to_owned(),
+                    )
+                })
+                .collect(),
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
 }
 
 /// A running stub server. Dropping it stops it, like [`PlacesStub::shutdown`].
@@ -76,6 +159,7 @@ pub struct PlacesStub {
     server: Arc<Server>,
     addr: SocketAddr,
     requests: Arc<AtomicUsize>,
+    last: Arc<Mutex<Option<RecordedRequest>>>,
     stopping: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
 }
@@ -86,19 +170,22 @@ impl PlacesStub {
         let addr = listener.local_addr()?;
         let server = Arc::new(Server::from_listener(listener, None).map_err(io::Error::other)?);
         let requests = Arc::new(AtomicUsize::new(0));
+        let last = Arc::new(Mutex::new(None));
         let stopping = Arc::new(AtomicBool::new(false));
         let accept = {
             let server = Arc::clone(&server);
             let requests = Arc::clone(&requests);
+            let last = Arc::clone(&last);
             let stopping = Arc::clone(&stopping);
             thread::Builder::new()
                 .name("places-stub-accept".into())
-                .spawn(move || accept_loop(&server, behaviour, &requests, &stopping))?
+                .spawn(move || accept_loop(&server, behaviour, &requests, &last, &stopping))?
         };
         Ok(PlacesStub {
             server,
             addr,
             requests,
+            last,
             stopping,
             accept: Some(accept),
         })
@@ -114,9 +201,21 @@ impl PlacesStub {
         format!("http://{}/maps/api/place/nearbysearch/json", self.addr)
     }
 
+    /// The Nearby Search (New) URL on this stub: "http://ADDR/v1/places:searchNearby"
+    pub fn new_nearby_url(&self) -> String {
+        format!("http://{}/v1/places:searchNearby", self.addr)
+    }
+
     /// How many requests it has received so far.
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// The last request received, as received. It is recorded before the
+    /// answer is sent, so once a client has its answer, this is its
+    /// request (unless another came in after).
+    pub fn last_request(&self) -> Option<RecordedRequest> {
+        self.last.lock().clone()
     }
 
     /// Stops serving and joins its accept thread.
@@ -147,17 +246,19 @@ fn accept_loop(
     server: &Server,
     behaviour: Behaviour,
     requests: &AtomicUsize,
+    last: &Arc<Mutex<Option<RecordedRequest>>>,
     stopping: &AtomicBool,
 ) {
     loop {
         match server.recv() {
             Ok(request) => {
                 requests.fetch_add(1, Ordering::SeqCst);
+                let last = Arc::clone(last);
                 // If no thread can be made the request is dropped, and
                 // tiny_http answers it with an error status.
                 let _ = thread::Builder::new()
                     .name("places-stub-request".into())
-                    .spawn(move || answer(request, behaviour));
+                    .spawn(move || answer(request, behaviour, &last));
             }
             Err(_) if stopping.load(Ordering::SeqCst) => return,
             // An accept error (out of file descriptors, say): wait a
@@ -167,13 +268,15 @@ fn accept_loop(
     }
 }
 
-/// Answers one request according to `behaviour`.
-fn answer(request: Request, behaviour: Behaviour) {
+/// Records one request, then answers it according to `behaviour`.
+fn answer(mut request: Request, behaviour: Behaviour, last: &Mutex<Option<RecordedRequest>>) {
+    let recorded = RecordedRequest::read(&mut request);
+    *last.lock() = Some(recorded.clone());
     let (status, content_type, body) = match behaviour {
-        Behaviour::Normal => normal_answer(&request),
+        Behaviour::Normal => normal_answer(&recorded),
         Behaviour::Slow(delay) => {
             thread::sleep(delay);
-            normal_answer(&request)
+            normal_answer(&recorded)
         }
         Behaviour::HttpStatus(code) => (
             code,
@@ -186,6 +289,7 @@ fn answer(request: Request, behaviour: Behaviour) {
             "<html><body>places-stub: this answer is deliberately not JSON</body></html>\n"
                 .to_owned(),
         ),
+        Behaviour::Json(code, body) => (code, JSON, body.to_owned()),
     };
     let header = Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes())
         .expect("constant header is valid");
@@ -198,33 +302,73 @@ fn answer(request: Request, behaviour: Behaviour) {
     let _ = request.respond(response);
 }
 
-/// What Google's legacy endpoint would answer: JSON for `GET
-/// …/nearbysearch/json`, 405 for another method there, 404 elsewhere.
-fn normal_answer(request: &Request) -> (u16, &'static str, String) {
-    let (path, query) = request.url().split_once('?').unwrap_or((request.url(), ""));
-    if !path.ends_with("/nearbysearch/json") {
+const JSON: &str = "application/json; charset=UTF-8";
+
+/// What Google would answer: legacy JSON for `GET …/nearbysearch/json`,
+/// New JSON for `POST …/places:searchNearby`, 405 for another method
+/// there, 404 elsewhere.
+fn normal_answer(request: &RecordedRequest) -> (u16, &'static str, String) {
+    let (path, query) = request.path.split_once('?').unwrap_or((&request.path, ""));
+    let (served, method) = if path.ends_with("/nearbysearch/json") {
+        (Api::Legacy, "GET")
+    } else if path.ends_with("/places:searchNearby") {
+        (Api::New, "POST")
+    } else {
         return (
             404,
             "text/plain; charset=UTF-8",
-            "places-stub: not found (only …/nearbysearch/json is served)\n".to_owned(),
+            "places-stub: not found (only …/nearbysearch/json and …/places:searchNearby are served)\n"
+                .to_owned(),
         );
-    }
-    if *request.method() != Method::Get {
+    };
+    if request.method != method {
         return (
             405,
             "text/plain; charset=UTF-8",
-            "places-stub: only GET is served\n".to_owned(),
+            format!("places-stub: only {method} is served here\n"),
         );
     }
-    let params = parse_query(query);
-    let param = |name: &str| {
-        params
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    };
-    let body = legacy_answer(param("location"), param("radius"), param("key"));
-    (200, "application/json; charset=UTF-8", body)
+    match served {
+        Api::Legacy => {
+            let params = parse_query(query);
+            let param = |name: &str| {
+                params
+                    .iter()
+                    .find(|(key, _)| key == name)
+                    .map(|(_, value)| value.as_str())
+            };
+            let body = legacy_answer(param("location"), param("radius"), param("key"));
+            (200, JSON, body)
+        }
+        Api::New => {
+            let (status, value) = match request.header("X-Goog-FieldMask") {
+                // The key is checked before the mask, as Google does.
+                _ if is_blank(request.header("X-Goog-Api-Key")) => new_value(&request.body, None),
+                None => new_error(
+                    400,
+                    "INVALID_ARGUMENT",
+                    "FieldMask is a required parameter: send the X-Goog-FieldMask header.",
+                ),
+                Some(mask) => {
+                    let (status, mut value) =
+                        new_value(&request.body, request.header("X-Goog-Api-Key"));
+                    apply_field_mask(&mut value, mask);
+                    (status, value)
+                }
+            };
+            (status, JSON, new_text(&value))
+        }
+    }
+}
+
+/// The two APIs the stub serves.
+enum Api {
+    Legacy,
+    New,
+}
+
+fn is_blank(key: Option<&str>) -> bool {
+    key.is_none_or(|key| key.trim().is_empty())
 }
 
 /// Splits a query string into decoded name/value pairs, in order. A pair
@@ -314,6 +458,9 @@ fn legacy_value(location: Option<&str>, radius: Option<&str>, key: Option<&str>)
         Vec::new()
     } else {
         made_up_places(lat, lng, radius)
+            .iter()
+            .map(MadeUpPlace::legacy)
+            .collect()
     };
     let status = if results.is_empty() {
         "ZERO_RESULTS"
@@ -335,6 +482,113 @@ fn error_answer(status: &str, message: &str) -> Value {
         ("results", Value::Array(Vec::new())),
         ("status", status.into()),
     ])
+}
+
+/// The HTTP status and body the stub answers for a Nearby Search (New)
+/// request with this JSON body and `X-Goog-Api-Key` header (pure; lets
+/// tests compute the expected reply without HTTP). The field mask is not
+/// applied: every field the stub knows is there.
+pub fn new_answer(body: &str, key: Option<&str>) -> (u16, String) {
+    let (status, value) = new_value(body, key);
+    (status, new_text(&value))
+}
+
+/// Google's New answers are pretty-printed with two-space indents.
+fn new_text(value: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).expect("a Value always serializes");
+    text.push('\n');
+    text
+}
+
+fn new_value(body: &str, key: Option<&str>) -> (u16, Value) {
+    if is_blank(key) {
+        return new_error(403, "PERMISSION_DENIED", NEW_NO_KEY_MESSAGE);
+    }
+    let invalid = |message: &str| new_error(400, "INVALID_ARGUMENT", message);
+    let Ok(Value::Object(request)) = serde_json::from_str::<Value>(body) else {
+        return invalid("Invalid JSON payload received: the body is not a JSON object.");
+    };
+    let Some(circle) = request
+        .get("locationRestriction")
+        .and_then(|restriction| restriction.get("circle"))
+    else {
+        return invalid("Invalid request: locationRestriction.circle is required.");
+    };
+    let coordinate = |name: &str, limit: f64| {
+        circle
+            .get("center")?
+            .get(name)?
+            .as_f64()
+            .filter(|value| value.abs() <= limit)
+    };
+    let (Some(lat), Some(lng)) = (coordinate("latitude", 90.0), coordinate("longitude", 180.0))
+    else {
+        return invalid(
+            "Invalid request: locationRestriction.circle.center needs a latitude within [-90, 90] and a longitude within [-180, 180].",
+        );
+    };
+    let Some(radius) = circle
+        .get("radius")
+        .and_then(Value::as_f64)
+        .filter(|radius| *radius > 0.0 && *radius <= MAX_RADIUS)
+    else {
+        return invalid(
+            "Invalid request: locationRestriction.circle.radius must be greater than 0 and at most 50000.",
+        );
+    };
+    let count = match request.get("maxResultCount") {
+        None => Some(PLACES_PER_ANSWER),
+        Some(count) => count
+            .as_u64()
+            .and_then(|count| usize::try_from(count).ok())
+            .filter(|count| (1..=PLACES_PER_ANSWER).contains(count)),
+    };
+    let Some(count) = count else {
+        return invalid("Invalid request: maxResultCount must be between 1 and 20, inclusive.");
+    };
+    if radius < MIN_RADIUS_WITH_PLACES {
+        // Proto3 JSON leaves out an empty list, so "no places" is `{}`.
+        return (200, Value::Object(Map::new()));
+    }
+    let places = made_up_places(lat, lng, radius)
+        .iter()
+        .take(count)
+        .map(MadeUpPlace::new_api)
+        .collect();
+    (200, object([("places", Value::Array(places))]))
+}
+
+/// A New-style error: `{"error": {"code", "message", "status"}}`.
+fn new_error(code: u16, status: &str, message: &str) -> (u16, Value) {
+    let error = object([
+        ("code", code.into()),
+        ("message", message.into()),
+        ("status", status.into()),
+    ]);
+    (code, object([("error", error)]))
+}
+
+/// Keeps, in each place, only the fields the field mask names, as Google
+/// does (the herd is billed by them). `*` or `places` keeps everything;
+/// `places.a.b` keeps all of `a` (finer than a top-level field is not
+/// worth modelling in a stand-in). An error answer is left as it is.
+fn apply_field_mask(answer: &mut Value, mask: &str) {
+    let paths: Vec<&str> = mask.split(',').map(str::trim).collect();
+    if paths.iter().any(|path| *path == "*" || *path == "places") {
+        return;
+    }
+    let fields: Vec<&str> = paths
+        .iter()
+        .filter_map(|path| path.strip_prefix("places."))
+        .map(|field| field.split('.').next().unwrap_or(field))
+        .collect();
+    if let Some(Value::Array(places)) = answer.get_mut("places") {
+        for place in places {
+            if let Value::Object(place) = place {
+                place.retain(|key, _| fields.contains(&key.as_str()));
+            }
+        }
+    }
 }
 
 /// `lat,lng` in decimal degrees, each within range.
@@ -439,130 +693,313 @@ const KINDS: &[Kind] = &[
 ];
 
 /// [`PLACES_PER_ANSWER`] places around the point, each between 5% and 90%
-/// of the radius away, laid out with Google's legacy fields in Google's
-/// (alphabetical) key order. The same query always gives the same places.
-fn made_up_places(lat: f64, lng: f64, radius: f64) -> Vec<Value> {
+/// of the radius away. The same query always gives the same places, in
+/// both APIs.
+fn made_up_places(lat: f64, lng: f64, radius: f64) -> Vec<MadeUpPlace> {
     let mut rng = SplitMix64(fnv1a(format!("{lat:.7},{lng:.7},{radius}").as_bytes()));
     (1..=PLACES_PER_ANSWER)
-        .map(|number| made_up_place(&mut rng, number, lat, lng, radius))
+        .map(|number| MadeUpPlace::draw(&mut rng, number, lat, lng, radius))
         .collect()
 }
 
-fn made_up_place(rng: &mut SplitMix64, number: usize, lat: f64, lng: f64, radius: f64) -> Value {
-    let kind = &KINDS[rng.below(KINDS.len() as u64) as usize];
-    // sqrt spreads the places evenly over the disc's area.
-    let distance = radius * (0.05 + 0.85 * rng.unit().sqrt());
-    let bearing = 2.0 * PI * rng.unit();
-    let (place_lat, place_lng) = destination(lat, lng, distance, bearing);
-    let half_view = 0.0012 + 0.0003 * rng.unit();
-    let id = format!("places-stub-{:016x}", rng.next());
-    let closed = number % 7 == 0;
+/// One made-up place, before it is written in either API's words: the
+/// legacy answer and the New one describe the same places, so a herd
+/// asked through either API tells its clients the same thing.
+struct MadeUpPlace {
+    number: usize,
+    kind: &'static Kind,
+    lat: f64,
+    lng: f64,
+    /// Half the side of the viewport square, in degrees.
+    half_view: f64,
+    id: String,
+    closed: bool,
+    /// Whether it is open now, when the place says.
+    open_now: Option<bool>,
+    photo: Option<MadeUpPhoto>,
+    /// 1-3, for kinds that have prices.
+    price_level: Option<u64>,
+    /// The rating times ten: 30-50.
+    rating_tenths: u64,
+    user_ratings_total: u64,
+    street_number: u64,
+}
 
-    let mut place = Map::new();
-    let status = if closed {
-        "CLOSED_TEMPORARILY"
-    } else {
-        "OPERATIONAL"
-    };
-    place.insert("business_status".into(), status.into());
-    place.insert(
-        "geometry".into(),
-        object([
-            ("location", lat_lng(place_lat, place_lng)),
-            (
-                "viewport",
-                object([
-                    (
-                        "northeast",
-                        lat_lng(place_lat + half_view, place_lng + half_view),
-                    ),
-                    (
-                        "southwest",
-                        lat_lng(place_lat - half_view, place_lng - half_view),
-                    ),
-                ]),
-            ),
-        ]),
-    );
-    place.insert(
-        "icon".into(),
-        format!("https://places-stub.invalid/icons/{}-71.png", kind.icon).into(),
-    );
-    place.insert("icon_background_color".into(), kind.color.into());
-    place.insert(
-        "icon_mask_base_uri".into(),
-        format!("https://places-stub.invalid/icons/{}_pinlet", kind.icon).into(),
-    );
-    place.insert(
-        "name".into(),
-        format!("Made-up {} {number} (places-stub)", kind.label).into(),
-    );
-    if !closed && rng.below(4) != 0 {
-        place.insert(
-            "opening_hours".into(),
-            object([("open_now", (rng.below(3) != 0).into())]),
-        );
+/// The one photo a made-up place may have.
+struct MadeUpPhoto {
+    contributor: u64,
+    landscape: bool,
+    reference: String,
+}
+
+impl MadeUpPlace {
+    /// Draws a place. The order of the draws is part of the answer: a
+    /// change here changes every answer the stub gives.
+    fn draw(rng: &mut SplitMix64, number: usize, lat: f64, lng: f64, radius: f64) -> MadeUpPlace {
+        let kind = &KINDS[rng.below(KINDS.len() as u64) as usize];
+        // sqrt spreads the places evenly over the disc's area.
+        let distance = radius * (0.05 + 0.85 * rng.unit().sqrt());
+        let bearing = 2.0 * PI * rng.unit();
+        let (place_lat, place_lng) = destination(lat, lng, distance, bearing);
+        let half_view = 0.0012 + 0.0003 * rng.unit();
+        let id = format!("places-stub-{:016x}", rng.next());
+        let closed = number % 7 == 0;
+        let open_now = (!closed && rng.below(4) != 0).then(|| rng.below(3) != 0);
+        let photo = (rng.below(5) < 3).then(|| MadeUpPhoto {
+            contributor: rng.below(900) + 100,
+            landscape: rng.below(2) == 0,
+            reference: format!("places-stub-photo-{:016x}", rng.next()),
+        });
+        let price_level = kind.priced.then(|| rng.below(3) + 1);
+        let rating_tenths = 30 + rng.below(21);
+        let user_ratings_total = rng.below(5000) + 1;
+        let street_number = rng.below(9000) + 100;
+        MadeUpPlace {
+            number,
+            kind,
+            lat: place_lat,
+            lng: place_lng,
+            half_view,
+            id,
+            closed,
+            open_now,
+            photo,
+            price_level,
+            rating_tenths,
+            user_ratings_total,
+            street_number,
+        }
     }
-    if rng.below(5) < 3 {
-        let contributor = rng.below(900) + 100;
-        let attribution = format!(
-            "<a href=\"https://places-stub.invalid/contributors/{contributor}\">Made-up Contributor {contributor}</a>"
+
+    fn business_status(&self) -> &'static str {
+        if self.closed {
+            "CLOSED_TEMPORARILY"
+        } else {
+            "OPERATIONAL"
+        }
+    }
+
+    fn name(&self) -> String {
+        format!("Made-up {} {} (places-stub)", self.kind.label, self.number)
+    }
+
+    fn icon_mask_base_uri(&self) -> String {
+        format!(
+            "https://places-stub.invalid/icons/{}_pinlet",
+            self.kind.icon
+        )
+    }
+
+    fn rating(&self) -> Value {
+        number_value(format!(
+            "{}.{}",
+            self.rating_tenths / 10,
+            self.rating_tenths % 10
+        ))
+    }
+
+    fn plus_codes(&self) -> (String, String) {
+        let global_code = plus_code(self.lat, self.lng);
+        let compound = format!("{} Made-up Town (places-stub)", &global_code[4..]);
+        (global_code, compound)
+    }
+
+    fn vicinity(&self) -> String {
+        format!(
+            "{} Made-up Street, Not a real place (places-stub)",
+            self.street_number
+        )
+    }
+
+    fn types(&self) -> Value {
+        Value::Array(self.kind.types.iter().map(|&t| t.into()).collect())
+    }
+
+    /// The place in Google's legacy fields, in Google's (alphabetical)
+    /// key order.
+    fn legacy(&self) -> Value {
+        let (lat, lng, half) = (self.lat, self.lng, self.half_view);
+        let mut place = Map::new();
+        place.insert("business_status".into(), self.business_status().into());
+        place.insert(
+            "geometry".into(),
+            object([
+                ("location", lat_lng(lat, lng)),
+                (
+                    "viewport",
+                    object([
+                        ("northeast", lat_lng(lat + half, lng + half)),
+                        ("southwest", lat_lng(lat - half, lng - half)),
+                    ]),
+                ),
+            ]),
         );
-        let landscape = rng.below(2) == 0;
-        let (width, height) = if landscape {
+        place.insert(
+            "icon".into(),
+            format!(
+                "https://places-stub.invalid/icons/{}-71.png",
+                self.kind.icon
+            )
+            .into(),
+        );
+        place.insert("icon_background_color".into(), self.kind.color.into());
+        place.insert(
+            "icon_mask_base_uri".into(),
+            self.icon_mask_base_uri().into(),
+        );
+        place.insert("name".into(), self.name().into());
+        if let Some(open_now) = self.open_now {
+            place.insert(
+                "opening_hours".into(),
+                object([("open_now", open_now.into())]),
+            );
+        }
+        if let Some(photo) = &self.photo {
+            let attribution = format!(
+                "<a href=\"{}\">{}</a>",
+                photo.contributor_uri(),
+                photo.contributor_name()
+            );
+            let (width, height) = photo.size();
+            place.insert(
+                "photos".into(),
+                Value::Array(vec![object([
+                    ("height", height.into()),
+                    ("html_attributions", Value::Array(vec![attribution.into()])),
+                    ("photo_reference", photo.reference.clone().into()),
+                    ("width", width.into()),
+                ])]),
+            );
+        }
+        place.insert("place_id".into(), self.id.clone().into());
+        let (global_code, compound_code) = self.plus_codes();
+        place.insert(
+            "plus_code".into(),
+            object([
+                ("compound_code", compound_code.into()),
+                ("global_code", global_code.into()),
+            ]),
+        );
+        if let Some(level) = self.price_level {
+            place.insert("price_level".into(), level.into());
+        }
+        place.insert("rating".into(), self.rating());
+        place.insert("reference".into(), self.id.clone().into());
+        place.insert("scope".into(), "GOOGLE".into());
+        place.insert("types".into(), self.types());
+        place.insert("user_ratings_total".into(), self.user_ratings_total.into());
+        place.insert("vicinity".into(), self.vicinity().into());
+        Value::Object(place)
+    }
+
+    /// The place in Places API (New) fields, in the order Google's proto
+    /// declares them (not alphabetical, so a client that sorts is tested).
+    ///
+    /// Written so that the legacy mapping of PROTOCOL.md §4.1 gives back
+    /// [`MadeUpPlace::legacy`] except for `icon`, which the New API does
+    /// not have (the mapping builds it from the mask URI). Every fifth
+    /// place has no `shortFormattedAddress`, only a `formattedAddress`,
+    /// so the mapping's fallback is exercised; places lack opening hours,
+    /// photos and prices where their legacy twins do.
+    fn new_api(&self) -> Value {
+        let (lat, lng, half) = (self.lat, self.lng, self.half_view);
+        let mut place = Map::new();
+        place.insert("id".into(), self.id.clone().into());
+        place.insert("types".into(), self.types());
+        let with_short = self.number % 5 != 0;
+        let formatted = if with_short {
+            format!("{}, Made-up Country", self.vicinity())
+        } else {
+            self.vicinity()
+        };
+        place.insert("formattedAddress".into(), formatted.into());
+        let (global_code, compound_code) = self.plus_codes();
+        place.insert(
+            "plusCode".into(),
+            object([
+                ("globalCode", global_code.into()),
+                ("compoundCode", compound_code.into()),
+            ]),
+        );
+        place.insert("location".into(), new_lat_lng(lat, lng));
+        place.insert(
+            "viewport".into(),
+            object([
+                ("low", new_lat_lng(lat - half, lng - half)),
+                ("high", new_lat_lng(lat + half, lng + half)),
+            ]),
+        );
+        place.insert("rating".into(), self.rating());
+        place.insert("businessStatus".into(), self.business_status().into());
+        if let Some(level) = self.price_level {
+            let level = [
+                "PRICE_LEVEL_INEXPENSIVE",
+                "PRICE_LEVEL_MODERATE",
+                "PRICE_LEVEL_EXPENSIVE",
+            ][(level - 1) as usize];
+            place.insert("priceLevel".into(), level.into());
+        }
+        place.insert("userRatingCount".into(), self.user_ratings_total.into());
+        place.insert("iconMaskBaseUri".into(), self.icon_mask_base_uri().into());
+        place.insert("iconBackgroundColor".into(), self.kind.color.into());
+        place.insert(
+            "displayName".into(),
+            object([("text", self.name().into()), ("languageCode", "en".into())]),
+        );
+        if let Some(open_now) = self.open_now {
+            place.insert(
+                "currentOpeningHours".into(),
+                object([("openNow", open_now.into())]),
+            );
+        }
+        if let Some(photo) = &self.photo {
+            let (width, height) = photo.size();
+            place.insert(
+                "photos".into(),
+                Value::Array(vec![object([
+                    (
+                        "name",
+                        format!("places/{}/photos/{}", self.id, photo.reference).into(),
+                    ),
+                    ("widthPx", width.into()),
+                    ("heightPx", height.into()),
+                    (
+                        "authorAttributions",
+                        Value::Array(vec![object([
+                            ("displayName", photo.contributor_name().into()),
+                            ("uri", photo.contributor_uri().into()),
+                        ])]),
+                    ),
+                ])]),
+            );
+        }
+        if with_short {
+            place.insert("shortFormattedAddress".into(), self.vicinity().into());
+        }
+        Value::Object(place)
+    }
+}
+
+impl MadeUpPhoto {
+    fn contributor_uri(&self) -> String {
+        format!(
+            "https://places-stub.invalid/contributors/{}",
+            self.contributor
+        )
+    }
+
+    fn contributor_name(&self) -> String {
+        format!("Made-up Contributor {}", self.contributor)
+    }
+
+    /// Width and height in pixels.
+    fn size(&self) -> (u32, u32) {
+        if self.landscape {
             (4032, 3024)
         } else {
             (3024, 4032)
-        };
-        place.insert(
-            "photos".into(),
-            Value::Array(vec![object([
-                ("height", height.into()),
-                ("html_attributions", Value::Array(vec![attribution.into()])),
-                (
-                    "photo_reference",
-                    format!("places-stub-photo-{:016x}", rng.next()).into(),
-                ),
-                ("width", width.into()),
-            ])]),
-        );
+        }
     }
-    place.insert("place_id".into(), id.clone().into());
-    let global_code = plus_code(place_lat, place_lng);
-    place.insert(
-        "plus_code".into(),
-        object([
-            (
-                "compound_code",
-                format!("{} Made-up Town (places-stub)", &global_code[4..]).into(),
-            ),
-            ("global_code", global_code.into()),
-        ]),
-    );
-    if kind.priced {
-        place.insert("price_level".into(), (rng.below(3) + 1).into());
-    }
-    let tenths = 30 + rng.below(21);
-    place.insert(
-        "rating".into(),
-        number_value(format!("{}.{}", tenths / 10, tenths % 10)),
-    );
-    place.insert("reference".into(), id.into());
-    place.insert("scope".into(), "GOOGLE".into());
-    place.insert(
-        "types".into(),
-        Value::Array(kind.types.iter().map(|&t| t.into()).collect()),
-    );
-    place.insert("user_ratings_total".into(), (rng.below(5000) + 1).into());
-    place.insert(
-        "vicinity".into(),
-        format!(
-            "{} Made-up Street, Not a real place (places-stub)",
-            rng.below(9000) + 100
-        )
-        .into(),
-    );
-    Value::Object(place)
 }
 
 /// The point `distance` metres from (`lat`, `lng`) along the great circle
@@ -586,6 +1023,21 @@ fn lat_lng(lat: f64, lng: f64) -> Value {
         ("lat", number_value(seven_decimals(lat.clamp(-90.0, 90.0)))),
         (
             "lng",
+            number_value(seven_decimals(lng.clamp(-180.0, 180.0))),
+        ),
+    ])
+}
+
+/// A Places API (New) `LatLng`: the same numbers as [`lat_lng`], under
+/// the New API's names.
+fn new_lat_lng(lat: f64, lng: f64) -> Value {
+    object([
+        (
+            "latitude",
+            number_value(seven_decimals(lat.clamp(-90.0, 90.0))),
+        ),
+        (
+            "longitude",
             number_value(seven_decimals(lng.clamp(-180.0, 180.0))),
         ),
     ])
@@ -1036,6 +1488,262 @@ mod tests {
         assert!(elapsed >= delay, "{elapsed:?}");
         assert!(elapsed < delay * 5 / 2, "answers queued: {elapsed:?}");
         assert_eq!(stub.requests(), 3);
+        stub.shutdown();
+    }
+
+    /// A Nearby Search (New) body for `lat,lng`, radius and count.
+    fn new_body(lat: &str, lng: &str, radius: &str, count: Option<u32>) -> String {
+        let count = count.map_or(String::new(), |n| format!(", \"maxResultCount\": {n}"));
+        format!(
+            r#"{{"locationRestriction": {{"circle": {{"center": {{"latitude": {lat}, "longitude": {lng}}}, "radius": {radius}}}}}{count}}}"#
+        )
+    }
+
+    /// The New answer describes the same places as the legacy one for
+    /// the same query: mapped to the legacy shape (§4.1), it equals the
+    /// legacy answer except for `icon`, which the New API lacks (the
+    /// mapping builds it from the mask URI), and `photo_reference`, which
+    /// is the New photo's resource name (ending in the legacy reference).
+    #[test]
+    fn new_answer_describes_the_legacy_places() {
+        let body = new_body("34.068930", "-118.445127", "10000", None);
+        let (status, text) = new_answer(&body, Some("k"));
+        assert_eq!(status, 200);
+        let mut mapped = parse(&crate::places::new_api::legacy_json(200, &text));
+        let mut legacy = parse(&legacy_answer(Some(UCLA), Some("10000"), Some("k")));
+        let mut photos = 0;
+        let places = mapped["results"].as_array_mut().unwrap();
+        assert_eq!(places.len(), PLACES_PER_ANSWER);
+        for (new, old) in places
+            .iter_mut()
+            .zip(legacy["results"].as_array_mut().unwrap())
+        {
+            let (new, old) = (new.as_object_mut().unwrap(), old.as_object_mut().unwrap());
+            let new_icon = new.shift_remove("icon").unwrap();
+            let old_icon = old.shift_remove("icon").unwrap();
+            assert!(new_icon.as_str().unwrap().ends_with("_pinlet.png"));
+            assert!(old_icon.as_str().unwrap().ends_with("-71.png"));
+            if let (Some(Value::Array(new)), Some(Value::Array(old))) =
+                (new.get_mut("photos"), old.get_mut("photos"))
+            {
+                let new_ref = new[0]
+                    .as_object_mut()
+                    .unwrap()
+                    .shift_remove("photo_reference");
+                let old_ref = old[0]
+                    .as_object_mut()
+                    .unwrap()
+                    .shift_remove("photo_reference");
+                let (new_ref, old_ref) = (new_ref.unwrap(), old_ref.unwrap());
+                assert!(new_ref
+                    .as_str()
+                    .unwrap()
+                    .ends_with(old_ref.as_str().unwrap()));
+                photos += 1;
+            }
+        }
+        assert!(photos > 0);
+        assert_eq!(mapped, legacy);
+    }
+
+    /// New places are labelled made-up, carry the New field names in
+    /// Google's (not alphabetical) order, and some lack the optional
+    /// fields while others have every field the herd maps.
+    #[test]
+    fn new_places_are_new_shaped_and_mixed() {
+        let (_, text) = new_answer(&new_body("51.5", "-0.12", "5000", None), Some("k"));
+        assert!(
+            text.starts_with("{\n  \"places\": [\n    {\n      \"id\": \"places-stub-"),
+            "{text}"
+        );
+        assert!(text.ends_with("}\n"));
+        let value = parse(&text);
+        let mask_fields: Vec<&str> = crate::places::new_api::FIELD_MASK
+            .split(',')
+            .map(|path| path.strip_prefix("places.").unwrap())
+            .collect();
+        let mut complete = 0;
+        let mut without_short_address = 0;
+        for place in value["places"].as_array().unwrap() {
+            let keys: Vec<&str> = place
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(keys[0], "id");
+            assert!(keys.iter().all(|key| mask_fields.contains(key)), "{keys:?}");
+            assert!(place["displayName"]["text"]
+                .as_str()
+                .unwrap()
+                .ends_with("(places-stub)"));
+            assert!(place["formattedAddress"]
+                .as_str()
+                .unwrap()
+                .contains("Not a real place"));
+            complete += usize::from(keys.len() == mask_fields.len());
+            without_short_address += usize::from(place.get("shortFormattedAddress").is_none());
+        }
+        assert!(complete > 0, "no place has every field");
+        assert!(
+            complete < PLACES_PER_ANSWER,
+            "no place lacks an optional field"
+        );
+        assert_eq!(without_short_address, PLACES_PER_ANSWER / 5);
+    }
+
+    /// `maxResultCount` bounds the places (the first ones, in order);
+    /// without it there are 20; a tiny radius gives `{}`.
+    #[test]
+    fn new_answer_honours_count_and_radius() {
+        let all = parse(&new_answer(&new_body("1", "2", "100", None), Some("k")).1);
+        assert_eq!(all["places"].as_array().unwrap().len(), PLACES_PER_ANSWER);
+        let three = parse(&new_answer(&new_body("1", "2", "100", Some(3)), Some("k")).1);
+        assert_eq!(
+            three["places"].as_array().unwrap()[..],
+            all["places"].as_array().unwrap()[..3]
+        );
+        let (status, text) = new_answer(&new_body("1", "2", "9.5", Some(3)), Some("k"));
+        assert_eq!((status, text.as_str()), (200, "{}\n"));
+        for place in all["places"].as_array().unwrap() {
+            let distance = haversine(
+                1.0,
+                2.0,
+                as_f64(&place["location"]["latitude"]),
+                as_f64(&place["location"]["longitude"]),
+            );
+            assert!(distance <= 100.0, "{distance}");
+        }
+    }
+
+    /// No key, or an empty one, is HTTP 403 PERMISSION_DENIED in the New
+    /// error shape, whatever the body.
+    #[test]
+    fn new_missing_key_is_permission_denied() {
+        for key in [None, Some(""), Some(" ")] {
+            for body in [new_body("1", "2", "100", None), "junk".to_owned()] {
+                let (status, text) = new_answer(&body, key);
+                assert_eq!(status, 403);
+                assert_eq!(
+                    parse(&text),
+                    serde_json::json!({"error": {"code": 403, "message": NEW_NO_KEY_MESSAGE,
+                                                 "status": "PERMISSION_DENIED"}})
+                );
+            }
+        }
+    }
+
+    /// Bad bodies are HTTP 400 INVALID_ARGUMENT with a message.
+    #[test]
+    fn new_bad_bodies_are_invalid_argument() {
+        let bodies = [
+            "".to_owned(),
+            "not json".to_owned(),
+            "[]".to_owned(),
+            "{}".to_owned(),
+            r#"{"locationRestriction": {}}"#.to_owned(),
+            new_body("91", "0", "100", None),
+            new_body("0", "-180.5", "100", None),
+            new_body("\"1\"", "2", "100", None),
+            new_body("1", "2", "0", None),
+            new_body("1", "2", "50000.5", None),
+            new_body("1", "2", "100", Some(0)),
+            new_body("1", "2", "100", Some(21)),
+            r#"{"locationRestriction": {"circle": {"center": {"latitude": 1}, "radius": 5}}}"#
+                .to_owned(),
+        ];
+        for body in bodies {
+            let (status, text) = new_answer(&body, Some("k"));
+            let value = parse(&text);
+            assert_eq!(status, 400, "{body}");
+            assert_eq!(value["error"]["status"], "INVALID_ARGUMENT", "{body}");
+            assert_eq!(value["error"]["code"], 400);
+            assert!(!value["error"]["message"].as_str().unwrap().is_empty());
+        }
+    }
+
+    /// Sends a raw HTTP/1.1 POST with these extra header lines and body.
+    fn post(addr: SocketAddr, path: &str, headers: &str, body: &str) -> (u16, String, String) {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response
+            .split_once("\r\n\r\n")
+            .expect("a complete response");
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, head.to_owned(), body.to_owned())
+    }
+
+    /// Over real HTTP the New endpoint answers `new_answer`'s bytes, keeps
+    /// only the masked fields, wants the key and the mask, refuses GET,
+    /// and records each request as received.
+    #[test]
+    fn serves_new_api_over_http() {
+        let stub = start(Behaviour::Normal);
+        assert!(stub.new_nearby_url().ends_with("/v1/places:searchNearby"));
+        assert_eq!(stub.last_request(), None);
+        let body = new_body("34.068930", "-118.445127", "10000", Some(4));
+        let mask = crate::places::new_api::FIELD_MASK;
+        let headers = format!("X-Goog-Api-Key: secret\r\nX-Goog-FieldMask: {mask}\r\n");
+        let (status, head, answer) = post(stub.addr(), "/v1/places:searchNearby", &headers, &body);
+        assert_eq!(status, 200);
+        assert!(head.contains("application/json"), "{head}");
+        assert_eq!(answer, new_answer(&body, Some("secret")).1);
+        let recorded = stub.last_request().unwrap();
+        assert_eq!(recorded.method, "POST");
+        assert_eq!(recorded.path, "/v1/places:searchNearby");
+        assert_eq!(recorded.header("x-goog-api-key"), Some("secret"));
+        assert_eq!(recorded.header("X-GOOG-FIELDMASK"), Some(mask));
+        assert_eq!(recorded.body, body);
+
+        let narrow = "X-Goog-Api-Key: k\r\nX-Goog-FieldMask: places.id,places.displayName.text\r\n";
+        let (status, _, answer) = post(stub.addr(), "/v1/places:searchNearby", narrow, &body);
+        assert_eq!(status, 200);
+        for place in parse(&answer)["places"].as_array().unwrap() {
+            let keys: Vec<&String> = place.as_object().unwrap().keys().collect();
+            assert_eq!(keys, ["id", "displayName"]);
+        }
+
+        let (status, _, answer) = post(
+            stub.addr(),
+            "/v1/places:searchNearby",
+            "X-Goog-FieldMask: *\r\n",
+            &body,
+        );
+        assert_eq!(status, 403);
+        assert_eq!(parse(&answer)["error"]["status"], "PERMISSION_DENIED");
+        let (status, _, answer) = post(
+            stub.addr(),
+            "/v1/places:searchNearby",
+            "X-Goog-Api-Key: k\r\n",
+            &body,
+        );
+        assert_eq!(status, 400);
+        assert_eq!(parse(&answer)["error"]["status"], "INVALID_ARGUMENT");
+        let (status, _, _) = http(stub.addr(), "GET /v1/places:searchNearby");
+        assert_eq!(status, 405);
+        assert_eq!(stub.last_request().unwrap().method, "GET");
+        assert_eq!(stub.requests(), 5);
+        stub.shutdown();
+    }
+
+    /// `Json` answers every request with its status and body.
+    #[test]
+    fn json_behaviour() {
+        const BODY: &str = r#"{"error": {"code": 429, "message": "made-up quota", "status": "RESOURCE_EXHAUSTED"}}"#;
+        let stub = start(Behaviour::Json(429, BODY));
+        let (status, head, body) = post(stub.addr(), "/v1/places:searchNearby", "", "{}");
+        assert_eq!((status, body.as_str()), (429, BODY));
+        assert!(head.contains("application/json"), "{head}");
         stub.shutdown();
     }
 }

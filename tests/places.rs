@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use proxy_herd::places::layout::{cut_results, squeeze_newlines};
-use proxy_herd::places::PlacesConfig;
+use proxy_herd::places::{PlacesApi, PlacesConfig};
 use proxy_herd::stub::{self, Behaviour, PlacesStub};
 use support::*;
 
@@ -23,6 +23,7 @@ fn places(stub: &PlacesStub) -> PlacesConfig {
         url: stub.nearby_url(),
         key: Some(KEY.into()),
         timeout: Duration::from_secs(5),
+        api: PlacesApi::Legacy,
     }
 }
 

@@ -12,13 +12,17 @@ use std::sync::mpsc;
 use clap::Parser;
 use proxy_herd::stub::{Behaviour, PlacesStub};
 
-/// Serve MADE-UP Google Places answers (legacy Nearby Search JSON) locally.
+/// Serve MADE-UP Google Places answers (Nearby Search, legacy and New) locally.
 ///
 /// Every place is invented: names end in "(places-stub)" and addresses say
 /// "Not a real place". Answers GET /maps/api/place/nearbysearch/json with
-/// location=LAT,LNG, radius=METRES (up to 50000) and any non-empty key;
-/// the same query always gets the same answer. Point the herd at it with
-/// PLACES_URL=http://HOST:PORT/maps/api/place/nearbysearch/json.
+/// location=LAT,LNG, radius=METRES (up to 50000) and any non-empty key,
+/// and POST /v1/places:searchNearby (Places API (New)) with any non-empty
+/// X-Goog-Api-Key, an X-Goog-FieldMask and a JSON body naming the circle
+/// and maxResultCount; the same query always gets the same places, in
+/// both APIs. Point the herd at it with
+/// PLACES_URL=http://HOST:PORT/maps/api/place/nearbysearch/json, or with
+/// PLACES_API=new PLACES_URL=http://HOST:PORT/v1/places:searchNearby.
 /// Stops with exit status 0 on Ctrl-C or SIGTERM.
 #[derive(Parser)]
 #[command(name = "places-stub", version)]

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
 use proxy_herd::herd::Herd;
 use proxy_herd::journal;
 use proxy_herd::logging::ServerLog;
-use proxy_herd::places::{PlacesConfig, GOOGLE_NEARBY_URL};
+use proxy_herd::places::{PlacesApi, PlacesConfig};
 use proxy_herd::server::{
     self, Limits, Listeners, ServerConfig, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FUTURE,
     DEFAULT_MAX_LINE,
@@ -45,10 +45,20 @@ struct Args {
     #[arg(long, value_name = "DIR", default_value = ".")]
     log_dir: PathBuf,
 
-    /// Nearby Search URL, to use a local Places stand-in such as
-    /// places-stub instead of Google.
-    #[arg(long, value_name = "URL", env = "PLACES_URL", default_value = GOOGLE_NEARBY_URL)]
-    places_url: String,
+    /// Which Places API to call. A key made for a new Google Cloud project
+    /// usually works only with "new" (the legacy endpoint answers
+    /// REQUEST_DENIED); replies to clients look the same either way.
+    #[arg(long, value_name = "API", env = "PLACES_API", value_enum, ignore_case = true,
+          default_value_t = ApiArg::Legacy)]
+    places_api: ApiArg,
+
+    /// The whole Nearby Search URL, to use a local Places stand-in such
+    /// as places-stub instead of Google. [default: Google's URL for the
+    /// chosen --places-api:
+    /// https://maps.googleapis.com/maps/api/place/nearbysearch/json or
+    /// https://places.googleapis.com/v1/places:searchNearby]
+    #[arg(long, value_name = "URL", env = "PLACES_URL")]
+    places_url: Option<String>,
 
     /// Longest line accepted, in bytes; a longer line closes its
     /// connection.
@@ -95,6 +105,26 @@ fn seconds(flag: &str, value: f64) -> Result<Duration, String> {
         Err(format!(
             "{flag} must be a positive number of seconds, not {value}"
         ))
+    }
+}
+
+/// The values of --places-api; a flag-side twin of [`PlacesApi`], so the
+/// library does not depend on clap's derive.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ApiArg {
+    /// Legacy Nearby Search (GET …/maps/api/place/nearbysearch/json).
+    Legacy,
+    /// Nearby Search (New) (POST …/v1/places:searchNearby), its answer
+    /// turned into the legacy shape.
+    New,
+}
+
+impl From<ApiArg> for PlacesApi {
+    fn from(arg: ApiArg) -> PlacesApi {
+        match arg {
+            ApiArg::Legacy => PlacesApi::Legacy,
+            ApiArg::New => PlacesApi::New,
+        }
     }
 }
 
@@ -148,10 +178,16 @@ fn run(args: Args) -> Result<(), String> {
     })
     .map_err(|e| format!("cannot install the signal handler: {e}"))?;
 
+    let api = PlacesApi::from(args.places_api);
     let places = PlacesConfig {
-        url: args.places_url,
+        // Each API has its own endpoint, so the default follows the API;
+        // a URL given replaces the whole of it.
+        url: args
+            .places_url
+            .unwrap_or_else(|| api.default_url().to_string()),
         key: std::env::var("GOOGLE_PLACES_API_KEY").ok(),
         timeout: places_timeout,
+        api,
     };
     let config = ServerConfig {
         name: spec.name.clone(),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use proxy_herd::herd::{Herd, HerdFile, ServerEntry};
 use proxy_herd::logging::ServerLog;
-use proxy_herd::places::PlacesConfig;
+use proxy_herd::places::{PlacesApi, PlacesConfig};
 use proxy_herd::server::{self, Limits, Listeners, ServerConfig, ServerHandle};
 
 /// How long any test waits for something that should take milliseconds.
@@ -248,6 +248,7 @@ pub fn no_places() -> PlacesConfig {
         ),
         key: Some("test-key".into()),
         timeout: Duration::from_secs(2),
+        api: PlacesApi::Legacy,
     }
 }
 
