@@ -27,7 +27,8 @@ Environment:
   STUB_PORT              places-stub's port (default 8099)
   HERD_CONFIG            a herd file (JSON) to run instead of the built-in
                          five servers on 127.0.0.1:12000-12004
-  PLACES_API             passed through to the servers
+  PLACES_API             passed through to the servers (legacy or new;
+                         with the stub, picks which of its APIs they use)
   HERD_RUN_DIR           folder for logs/ and run/ (default: the script's)
   PROXY_HERD_BIN_DIR     use proxy-herd and places-stub from this folder
                          instead of building target/release
@@ -213,10 +214,12 @@ stop_one() {
     echo "Stopped $what (PID $pid)"
 }
 
+# The stub's URL for the API the servers will speak (PLACES_API).
 stub_url() {
-    local cmd
+    local cmd path=/maps/api/place/nearbysearch/json
     cmd=$(<"$PID_DIR/$STUB.cmdline")
-    echo "http://127.0.0.1:${cmd##* --port }/maps/api/place/nearbysearch/json"
+    [[ "${PLACES_API:-legacy}" == [Nn][Ee][Ww] ]] && path=/v1/places:searchNearby
+    echo "http://127.0.0.1:${cmd##* --port }$path"
 }
 
 # Starts places-stub unless it is running; sets PLACES_URL to it.
