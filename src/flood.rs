@@ -174,7 +174,7 @@ pub fn start(
         });
         let link = Link {
             neighbour: spec.name.clone(),
-            host: spec.host.clone(),
+            host: spec.peer_host.clone(),
             port: spec.peer_port,
             queue: rx,
             up,
@@ -415,6 +415,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 1,
             peer_port: port,
+            peer_host: "127.0.0.1".into(),
         }
     }
 

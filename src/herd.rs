@@ -11,7 +11,7 @@
 //! {
 //!   "servers": {
 //!     "Riley":  { "host": "127.0.0.1", "port": 12000, "peer_port": 22000 },
-//!     "Jaquez": { "host": "127.0.0.1", "port": 12001 }
+//!     "Jaquez": { "host": "127.0.0.1", "port": 12001, "peer_host": "127.0.0.2" }
 //!   },
 //!   "links": [["Riley", "Jaquez"]]
 //! }
@@ -38,6 +38,10 @@ pub struct ServerEntry {
     pub port: i64,
     /// The peer port; defaults to `port + 10000`.
     pub peer_port: Option<i64>,
+    /// Where the peer port listens and neighbours connect, if not `host`:
+    /// lets links live on a private network while clients use another.
+    #[serde(default)]
+    pub peer_host: Option<String>,
 }
 
 /// A herd file as written, before validation.
@@ -63,6 +67,8 @@ pub struct ServerSpec {
     pub port: u16,
     /// Where neighbours' links connect.
     pub peer_port: u16,
+    /// Host the peer port uses (`host` unless the herd file says).
+    pub peer_host: String,
 }
 
 /// A validated herd.
@@ -143,12 +149,15 @@ impl HerdFile {
                     entry.port + i64::from(PEER_PORT_OFFSET),
                 )?,
             };
-            for (what, p) in [("port", client_port), ("peer port", peer_port)] {
+            let peer_host = entry.peer_host.unwrap_or_else(|| entry.host.clone());
+            for (what, host, p) in [
+                ("port", &entry.host, client_port),
+                ("peer port", &peer_host, peer_port),
+            ] {
                 let who = format!("{name}'s {what}");
-                if let Some(other) = used.insert((entry.host.clone(), p), who.clone()) {
+                if let Some(other) = used.insert((host.clone(), p), who.clone()) {
                     return invalid(format!(
-                        "port {p} on {} is used twice: {other} and {who}",
-                        entry.host
+                        "port {p} on {host} is used twice: {other} and {who}"
                     ));
                 }
             }
@@ -159,6 +168,7 @@ impl HerdFile {
                     host: entry.host,
                     port: client_port,
                     peer_port,
+                    peer_host,
                 },
             );
         }
@@ -195,6 +205,7 @@ impl Herd {
                     host: "127.0.0.1".into(),
                     port,
                     peer_port: None,
+                    peer_host: None,
                 };
                 (name.to_string(), entry)
             })
@@ -343,6 +354,22 @@ mod tests {
                 "links": [["A", "B"]]}"#,
         );
         assert!(herd.is_ok(), "{herd:?}");
+    }
+
+    /// `peer_host` moves the peer port to its own address; ports are then
+    /// counted per address.
+    #[test]
+    fn peer_host() {
+        let herd = parse(
+            r#"{"servers": {"A": {"host": "127.0.0.1", "port": 1000, "peer_host": "127.0.0.2", "peer_port": 1000}}}"#,
+        )
+        .unwrap();
+        let a = herd.server("A").unwrap();
+        assert_eq!((a.peer_host.as_str(), a.peer_port), ("127.0.0.2", 1000));
+        assert_eq!(
+            Herd::default_herd().server("Riley").unwrap().peer_host,
+            "127.0.0.1"
+        );
     }
 
     /// Typos in keys are refused rather than silently ignored.

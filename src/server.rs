@@ -128,17 +128,17 @@ impl Listeners {
     /// Binds both ports of a server of the herd. Fails (port in use, bad
     /// host) before anything else has started.
     pub fn bind(spec: &ServerSpec) -> io::Result<Listeners> {
-        let bind = |port: u16, what: &str| {
-            TcpListener::bind((spec.host.as_str(), port)).map_err(|e| {
+        let bind = |host: &str, port: u16, what: &str| {
+            TcpListener::bind((host, port)).map_err(|e| {
                 io::Error::new(
                     e.kind(),
-                    format!("cannot listen on {what} {}:{port}: {e}", spec.host),
+                    format!("cannot listen on {what} {host}:{port}: {e}"),
                 )
             })
         };
         Ok(Listeners {
-            client: bind(spec.port, "client port")?,
-            peer: bind(spec.peer_port, "peer port")?,
+            client: bind(&spec.host, spec.port, "client port")?,
+            peer: bind(&spec.peer_host, spec.peer_port, "peer port")?,
         })
     }
 }

@@ -183,3 +183,35 @@ fn update_reaches_neighbour_socket_before_reply() {
         assert_eq!(String::from_utf8(got).unwrap(), reply);
     }
 }
+
+/// With `peer_host`, links use their own address: the peer port listens
+/// there (and not on the client address), and flooding goes through it.
+#[test]
+fn peer_host_moves_links_to_their_own_address() {
+    let mut file = herd_on_free_ports(&["A", "B"], &[("A", "B")]);
+    for entry in file.servers.values_mut() {
+        entry.peer_host = Some("127.0.0.2".into());
+    }
+    let herd = file.validate().unwrap();
+    let start = |name: &str| {
+        let spec = herd.server(name).unwrap().clone();
+        let config = proxy_herd::server::ServerConfig {
+            name: name.into(),
+            herd: herd.clone(),
+            places: no_places(),
+            limits: proxy_herd::server::Limits::default(),
+            journal: None,
+            log: proxy_herd::logging::ServerLog::discard(),
+        };
+        proxy_herd::server::start(config, proxy_herd::server::Listeners::bind(&spec).unwrap())
+            .unwrap()
+    };
+    let (a, b) = (start("A"), start("B"));
+    assert_eq!(a.peer_addr().ip().to_string(), "127.0.0.2");
+    let on_client_host = ([127, 0, 0, 1], a.peer_addr().port()).into();
+    assert!(std::net::TcpStream::connect_timeout(&on_client_host, PATIENCE).is_err());
+    let line = at_line(&one_shot(a.client_addr(), "IAMAT p +1+1 1\n"));
+    wait_until("B to hear from A over 127.0.0.2", || {
+        b.store().get("p").is_some_and(|r| r.line == line)
+    });
+}

@@ -69,6 +69,7 @@ pub fn herd_on_free_ports(names: &[&str], links: &[(&str, &str)]) -> HerdFile {
                 host: "127.0.0.1".into(),
                 port: port(2 * i),
                 peer_port: Some(port(2 * i + 1)),
+                peer_host: None,
             };
             (n.to_string(), entry)
         })
