@@ -24,6 +24,7 @@ fn places(stub: &PlacesStub) -> PlacesConfig {
         key: Some(KEY.into()),
         timeout: Duration::from_secs(5),
         api: PlacesApi::Legacy,
+        ..PlacesConfig::default()
     }
 }
 
@@ -79,15 +80,25 @@ fn whatsat_uncut_is_byte_identical() {
     assert!(json.contains("(places-stub)"), "made-up data is labelled");
 }
 
-/// Each Places failure still gives the AT line and a JSON object of the
-/// Places shape with no results and the contract's status.
+/// Each Places failure (refused, too large, HTTP 500, not JSON, no key)
+/// still gives the AT line and a JSON object of the Places shape with no
+/// results and the contract's status.
 #[test]
 fn places_failures_become_json_errors() {
     let refused = no_places();
     let failing = stub(Behaviour::HttpStatus(500));
     let garbage = stub(Behaviour::NotJson);
+    let normal = stub(Behaviour::Normal);
     let cases = [
         (refused, "UNKNOWN_ERROR", "Places request failed"),
+        (
+            PlacesConfig {
+                max_bytes: 1000,
+                ..places(&normal)
+            },
+            "UNKNOWN_ERROR",
+            "answer larger than 1000 bytes",
+        ),
         (places(&failing), "UNKNOWN_ERROR", "HTTP 500"),
         (places(&garbage), "UNKNOWN_ERROR", "not a JSON object"),
         (

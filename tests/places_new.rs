@@ -37,6 +37,7 @@ fn new_mode(stub: &PlacesStub, key: Option<&str>) -> PlacesConfig {
         key: key.map(str::to_owned),
         timeout: Duration::from_secs(5),
         api: PlacesApi::New,
+        ..PlacesConfig::default()
     }
 }
 
@@ -108,6 +109,7 @@ fn new_and_legacy_replies_match() {
         key: Some(KEY.into()),
         timeout: Duration::from_secs(5),
         api: PlacesApi::Legacy,
+        ..PlacesConfig::default()
     };
     let (legacy_herd, _) = riley_with_kiwi(legacy);
     for query in [

@@ -12,7 +12,7 @@ use clap::{Parser, ValueEnum};
 use proxy_herd::herd::Herd;
 use proxy_herd::journal;
 use proxy_herd::logging::ServerLog;
-use proxy_herd::places::{PlacesApi, PlacesConfig};
+use proxy_herd::places::{PlacesApi, PlacesConfig, DEFAULT_MAX_BYTES};
 use proxy_herd::server::{
     self, Limits, Listeners, ServerConfig, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FUTURE,
     DEFAULT_MAX_LINE,
@@ -65,6 +65,11 @@ struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LINE,
           value_parser = clap::value_parser!(usize))]
     max_line: usize,
+
+    /// The largest Places answer accepted, in bytes; a larger one makes
+    /// the reply UNKNOWN_ERROR.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BYTES)]
+    places_max_bytes: u64,
 
     /// How long a Places request may take, in seconds, before the reply
     /// says UNKNOWN_ERROR.
@@ -188,6 +193,7 @@ fn run(args: Args) -> Result<(), String> {
         key: std::env::var("GOOGLE_PLACES_API_KEY").ok(),
         timeout: places_timeout,
         api,
+        max_bytes: args.places_max_bytes,
     };
     let config = ServerConfig {
         name: spec.name.clone(),

@@ -36,8 +36,9 @@ use crate::protocol::Location;
 /// Google's legacy Nearby Search endpoint, the default.
 pub const GOOGLE_NEARBY_URL: &str = "https://maps.googleapis.com/maps/api/place/nearbysearch/json";
 
-/// The largest Places answer read; past it the request counts as failed.
-pub const MAX_RESPONSE_BYTES: u64 = 4 * 1024 * 1024;
+/// The largest Places answer read by default; past it the request counts
+/// as failed. A real answer of 20 places is about 20 KiB.
+pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024;
 
 /// Which Places API answers WHATSAT (PROTOCOL.md §4.1).
 ///
@@ -76,6 +77,9 @@ pub struct PlacesConfig {
     pub timeout: Duration,
     /// Which API `url` speaks.
     pub api: PlacesApi,
+    /// The largest answer read; a larger one is UNKNOWN_ERROR, so a broken
+    /// or hostile endpoint cannot make a server hold a huge body.
+    pub max_bytes: u64,
 }
 
 impl Default for PlacesConfig {
@@ -85,6 +89,7 @@ impl Default for PlacesConfig {
             key: None,
             timeout: Duration::from_secs(10),
             api: PlacesApi::Legacy,
+            max_bytes: DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -96,6 +101,7 @@ pub struct Places {
     url: String,
     key: Option<String>,
     api: PlacesApi,
+    max_bytes: u64,
 }
 
 impl Places {
@@ -112,6 +118,7 @@ impl Places {
             url: config.url,
             key: config.key.filter(|k| !k.is_empty()),
             api: config.api,
+            max_bytes: config.max_bytes,
         }
     }
 
@@ -194,7 +201,7 @@ impl Places {
                 status.as_u16()
             )));
         }
-        read_body(&mut response)
+        read_body(&mut response, self.max_bytes)
     }
 
     /// Sends the Nearby Search (New) request and returns its answer in
@@ -219,7 +226,7 @@ impl Places {
             .send(new_api::request_body(location, radius_m, bound));
         let mut response = response.map_err(|e| Failure::unknown(&describe(&e)))?;
         let status = response.status().as_u16();
-        let body = read_body(&mut response)?;
+        let body = read_body(&mut response, self.max_bytes)?;
         new_api::convert(status, &body).map_err(|error| Failure {
             status: error.status,
             message: error.message,
@@ -227,12 +234,15 @@ impl Places {
     }
 }
 
-/// Reads an answer's body, up to [`MAX_RESPONSE_BYTES`].
-fn read_body(response: &mut ureq::http::Response<ureq::Body>) -> Result<String, Failure> {
+/// Reads an answer's body, up to `limit` bytes.
+fn read_body(
+    response: &mut ureq::http::Response<ureq::Body>,
+    limit: u64,
+) -> Result<String, Failure> {
     response
         .body_mut()
         .with_config()
-        .limit(MAX_RESPONSE_BYTES)
+        .limit(limit)
         .read_to_string()
         .map_err(|e| Failure::unknown(&describe(&e)))
 }
@@ -303,6 +313,7 @@ mod tests {
             key: None,
             timeout: Duration::from_millis(100),
             api: PlacesApi::Legacy,
+            max_bytes: DEFAULT_MAX_BYTES,
         });
         let loc = Location::parse("+34.068930-118.445127").unwrap();
         let json = places.nearby(&loc, 1000, 5, &ServerLog::discard());
@@ -322,6 +333,7 @@ mod tests {
             key: Some("SECRET-KEY-123".into()),
             timeout: Duration::from_millis(500),
             api: PlacesApi::Legacy,
+            max_bytes: DEFAULT_MAX_BYTES,
         });
         let loc = Location::parse("+1+2").unwrap();
         let json = places.nearby(&loc, 1000, 5, &ServerLog::discard());

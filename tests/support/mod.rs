@@ -250,6 +250,7 @@ pub fn no_places() -> PlacesConfig {
         key: Some("test-key".into()),
         timeout: Duration::from_secs(2),
         api: PlacesApi::Legacy,
+        ..PlacesConfig::default()
     }
 }
 
