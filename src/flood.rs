@@ -40,7 +40,7 @@
 //! the server wakes every link thread's `select!`, including one waiting
 //! out a backoff, where a `sleep` would not.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -49,6 +49,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
 
+use crate::auth::{self, HerdSecret};
 use crate::herd::ServerSpec;
 use crate::logging::ServerLog;
 use crate::protocol::Escaped;
@@ -63,6 +64,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// A neighbour that accepts but does not read would block a write for
 /// ever; past this the link is dropped and later resynced.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long either side of a link waits for the other's half of the
+/// secret handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// At most this many queued lines go out in one write.
 const BATCH: usize = 256;
 
@@ -152,13 +156,15 @@ impl Delivery {
     }
 }
 
-/// Starts one link thread per neighbour. The threads end when `shutdown`'s
-/// sender is dropped.
+/// Starts one link thread per neighbour.
+/// The threads end when `shutdown`'s sender is dropped. With a `secret`,
+/// each link proves it to the neighbour before sending (see `auth`).
 pub fn start(
     me: &str,
     neighbours: &[ServerSpec],
     store: &Store,
     log: &ServerLog,
+    secret: Option<&HerdSecret>,
     shutdown: &Receiver<()>,
 ) -> (Flood, Vec<JoinHandle<()>>) {
     let mut queues = Vec::new();
@@ -173,6 +179,8 @@ pub fn start(
             poke: poke_tx,
         });
         let link = Link {
+            me: me.to_string(),
+            secret: secret.cloned(),
             neighbour: spec.name.clone(),
             host: spec.peer_host.clone(),
             port: spec.peer_port,
@@ -199,6 +207,9 @@ pub fn start(
 
 /// One neighbour's sender.
 struct Link {
+    /// This server's name, for the proof.
+    me: String,
+    secret: Option<HerdSecret>,
     neighbour: String,
     host: String,
     port: u16,
@@ -293,6 +304,16 @@ impl Link {
     fn serve(&self, stream: TcpStream) -> Ended {
         let _ = stream.set_nodelay(true);
         let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+        if let Some(secret) = &self.secret {
+            if let Err(why) = self.prove(&stream, secret) {
+                self.log.warn(format_args!(
+                    "link to {}: cannot prove the herd secret ({why})",
+                    self.neighbour
+                ));
+                let _ = stream.shutdown(Shutdown::Both);
+                return Ended::Broken;
+            }
+        }
         let closed = self.watch(&stream);
         // Lines queued so far are in the snapshot taken after this.
         while self.queue.try_recv().is_ok() {}
@@ -340,6 +361,38 @@ impl Link {
         // Wakes the watcher thread, which then ends.
         let _ = stream.shutdown(Shutdown::Both);
         ended
+    }
+
+    /// Answers the neighbour's challenge (the first thing it sends) with
+    /// our proof of the secret.
+    fn prove(&self, stream: &TcpStream, secret: &HerdSecret) -> Result<(), String> {
+        stream
+            .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        // Read byte by byte: nothing after the challenge's newline may be
+        // taken from the socket here (the watcher reads the rest).
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while line.len() < 256 {
+            match (&*stream).read(&mut byte) {
+                Ok(0) => return Err("the neighbour closed the link".into()),
+                Ok(_) if byte[0] == b'\n' => break,
+                Ok(_) => line.push(byte[0]),
+                Err(e) => {
+                    return Err(format!(
+                        "no challenge from the neighbour ({e}); is the secret set there?"
+                    ))
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&line);
+        let challenge = auth::parse_challenge(&text)
+            .ok_or_else(|| format!("expected a challenge, got {:?}", Escaped(&text).to_string()))?;
+        let proof = auth::proof_line(&self.me, &secret.proof(challenge, &self.me));
+        (&*stream)
+            .write_all(proof.as_bytes())
+            .map_err(|e| e.to_string())?;
+        stream.set_read_timeout(None).map_err(|e| e.to_string())
     }
 
     /// Writes lines in one write and logs each. False if the write failed.
@@ -433,7 +486,14 @@ mod tests {
         };
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
         let port = neighbour.local_addr().unwrap().port();
-        let (flood, threads) = start("A", &[spec(port)], &store, &ServerLog::discard(), &stop_rx);
+        let (flood, threads) = start(
+            "A",
+            &[spec(port)],
+            &store,
+            &ServerLog::discard(),
+            None,
+            &stop_rx,
+        );
         let (mut link, _) = neighbour.accept().unwrap();
         link.set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
@@ -471,7 +531,14 @@ mod tests {
         };
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
         let store = Store::new();
-        let (flood, threads) = start("A", &[spec(port)], &store, &ServerLog::discard(), &stop_rx);
+        let (flood, threads) = start(
+            "A",
+            &[spec(port)],
+            &store,
+            &ServerLog::discard(),
+            None,
+            &stop_rx,
+        );
         for _ in 0..100 {
             assert_eq!(
                 flood

@@ -24,6 +24,8 @@
 //!   [`places::layout`], Google's JSON layout for cut answers.
 //! - [`journal`]: every new record appended to `<Name>.journal` before
 //!   the reply, in batches, and read back at start.
+//! - [`auth`]: the optional herd secret, proved on every link by an
+//!   HMAC challenge before any AT line is accepted.
 //! - [`herd`]: the herd file, read raw and validated in one place.
 //! - [`logging`]: each server's `<Name>.log`, through fern.
 //! - [`stub`]: `places-stub`, a local Places stand-in serving made-up
@@ -46,6 +48,7 @@
 //! No lock is held across a socket write, a channel send or an HTTP call.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod flood;
 pub mod herd;
 pub mod journal;

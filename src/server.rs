@@ -41,7 +41,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
-use crate::flood::{self, Flood, DELIVERY_CAP};
+use crate::auth::{self, HerdSecret};
+use crate::flood::{self, Flood, DELIVERY_CAP, HANDSHAKE_TIMEOUT};
 use crate::herd::{Herd, ServerSpec};
 use crate::journal::Journal;
 use crate::logging::ServerLog;
@@ -112,6 +113,9 @@ pub struct ServerConfig {
     /// so a server with no neighbour up can lose acknowledged updates if
     /// it is killed).
     pub journal: Option<PathBuf>,
+    /// With a herd secret, AT lines are accepted on the peer port only
+    /// from links that prove they know it, and our links prove it.
+    pub secret: Option<HerdSecret>,
     /// Where its log goes.
     pub log: ServerLog,
 }
@@ -150,6 +154,7 @@ struct Shared {
     store: Store,
     flood: Flood,
     journal: Option<Journal>,
+    secret: Option<HerdSecret>,
     places: Places,
     log: ServerLog,
     limits: Limits,
@@ -189,6 +194,7 @@ pub fn start(config: ServerConfig, listeners: Listeners) -> io::Result<ServerHan
         places,
         limits,
         journal,
+        secret,
         log,
     } = config;
     let client_addr = listeners.client.local_addr()?;
@@ -214,7 +220,14 @@ pub fn start(config: ServerConfig, listeners: Listeners) -> io::Result<ServerHan
     };
     let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded::<()>(0);
     let neighbours: Vec<ServerSpec> = herd.neighbours(&name).into_iter().cloned().collect();
-    let (flood, mut threads) = flood::start(&name, &neighbours, &store, &log, &shutdown_rx);
+    let (flood, mut threads) = flood::start(
+        &name,
+        &neighbours,
+        &store,
+        &log,
+        secret.as_ref(),
+        &shutdown_rx,
+    );
     log.info(format_args!(
         "{name} listening for clients on {client_addr} and for neighbours on {peer_addr}; neighbours: {}",
         if neighbours.is_empty() {
@@ -233,6 +246,7 @@ pub fn start(config: ServerConfig, listeners: Listeners) -> io::Result<ServerHan
         store,
         flood,
         journal,
+        secret,
         places: Places::new(places),
         log,
         limits,
@@ -409,6 +423,14 @@ fn serve_connection(shared: &Shared, stream: TcpStream, port: Port) {
 fn serve_lines(shared: &Shared, stream: &TcpStream, peer: &str, port: Port) -> String {
     let mut lines = Lines::new(stream, shared.limits.max_line);
     let mut writer = stream;
+    if let (Port::Peer, Some(secret)) = (port, &shared.secret) {
+        if let Err(why) = challenge(shared, secret, stream, &mut lines) {
+            shared.log.warn(format_args!(
+                "{peer}: unproven link ({why}); closing it, nothing it sent was used"
+            ));
+            return "unproven link".into();
+        }
+    }
     loop {
         let raw = match lines.next_line() {
             Ok(Some(raw)) => raw,
@@ -449,6 +471,41 @@ fn serve_lines(shared: &Shared, stream: &TcpStream, peer: &str, port: Port) -> S
             ));
         }
     }
+}
+
+/// Challenges a new link to prove the herd secret; `Ok` with the proven
+/// neighbour's name logged, or why not.
+fn challenge(
+    shared: &Shared,
+    secret: &HerdSecret,
+    stream: &TcpStream,
+    lines: &mut Lines<&TcpStream>,
+) -> Result<(), String> {
+    let challenge = auth::new_challenge().map_err(|e| format!("no randomness: {e}"))?;
+    let mut writer = stream;
+    writer
+        .write_all(auth::challenge_line(&challenge).as_bytes())
+        .map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let raw = match lines.next_line() {
+        Ok(Some(raw)) => raw,
+        Ok(None) => return Err("closed before proving anything".into()),
+        Err(LineError::TooLong) => return Err("sent an over-long line".into()),
+        Err(LineError::Io(e)) => return Err(format!("no proof in time ({e})")),
+    };
+    let text = String::from_utf8_lossy(&raw);
+    let (name, proof) = auth::parse_proof(&text)
+        .ok_or_else(|| format!("sent {:?} instead of a proof", Escaped(&text).to_string()))?;
+    if !shared.herd.contains(name) || !secret.verify(&challenge, name, proof) {
+        return Err(format!("wrong proof for {:?}", Escaped(name).to_string()));
+    }
+    stream.set_read_timeout(None).map_err(|e| e.to_string())?;
+    shared
+        .log
+        .info(format_args!("link from {name} proved the herd secret"));
+    Ok(())
 }
 
 /// The current time as nanoseconds since the epoch.

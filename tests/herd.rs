@@ -159,6 +159,7 @@ fn update_reaches_neighbour_socket_before_reply() {
         places: no_places(),
         limits: Limits::default(),
         journal: None,
+        secret: None,
         log: proxy_herd::logging::ServerLog::discard(),
     };
     let a = server::start(config, Listeners::bind(&a_spec).unwrap()).unwrap();
@@ -201,6 +202,7 @@ fn peer_host_moves_links_to_their_own_address() {
             places: no_places(),
             limits: proxy_herd::server::Limits::default(),
             journal: None,
+            secret: None,
             log: proxy_herd::logging::ServerLog::discard(),
         };
         proxy_herd::server::start(config, proxy_herd::server::Listeners::bind(&spec).unwrap())

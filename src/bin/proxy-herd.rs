@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use proxy_herd::auth::HerdSecret;
 use proxy_herd::herd::Herd;
 use proxy_herd::journal;
 use proxy_herd::logging::ServerLog;
@@ -96,6 +97,12 @@ struct Args {
     #[arg(long)]
     no_journal: bool,
 
+    /// File holding the herd secret: links must then prove it (an HMAC
+    /// challenge) before their AT lines are accepted, and ours prove it to
+    /// neighbours. Every server of the herd needs the same secret.
+    #[arg(long, value_name = "FILE")]
+    herd_secret_file: Option<PathBuf>,
+
     /// Refuse (as invalid) client times more than this many seconds ahead
     /// of this server's clock.
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_MAX_FUTURE.as_secs_f64())]
@@ -171,6 +178,14 @@ fn run(args: Args) -> Result<(), String> {
     if limits.max_line == 0 || limits.max_connections == 0 {
         return Err("--max-line and --max-connections must be at least 1".into());
     }
+    // The secret file wins over HERD_SECRET; neither means no secret.
+    let secret = match (&args.herd_secret_file, std::env::var_os("HERD_SECRET")) {
+        (Some(path), _) => Some(HerdSecret::from_file(path)?),
+        (None, Some(value)) => Some(
+            HerdSecret::new(value.as_encoded_bytes()).map_err(|e| format!("HERD_SECRET: {e}"))?,
+        ),
+        (None, None) => None,
+    };
     // Bind before opening the log, so a port in use fails with nothing
     // else done.
     let listeners = Listeners::bind(&spec).map_err(|e| e.to_string())?;
@@ -200,6 +215,7 @@ fn run(args: Args) -> Result<(), String> {
         herd,
         places,
         limits,
+        secret,
         journal: (!args.no_journal).then(|| {
             args.journal
                 .unwrap_or_else(|| journal::default_path(&args.log_dir, &spec.name))

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use proxy_herd::auth::HerdSecret;
 use proxy_herd::herd::{Herd, HerdFile, ServerEntry};
 use proxy_herd::logging::ServerLog;
 use proxy_herd::places::{PlacesApi, PlacesConfig};
@@ -38,6 +39,8 @@ pub struct TestHerd {
     pub limits: Limits,
     /// Where each server journals (`None`: no journal).
     pub journal_dir: Option<PathBuf>,
+    /// The herd secret every server uses (`None`: links are not proved).
+    pub secret: Option<HerdSecret>,
     servers: BTreeMap<String, ServerHandle>,
     /// Each server's two ports, kept so a stopped server can come back on
     /// the same ones.
@@ -106,26 +109,35 @@ impl TestHerd {
         limits: Limits,
         log_dir: Option<PathBuf>,
     ) -> TestHerd {
-        // Bind every port first, so no server starts on a port that a
-        // later one of the same herd then finds taken.
+        let mut test_herd = TestHerd::stopped(names, links, places);
+        test_herd.limits = limits;
+        test_herd.log_dir = log_dir;
+        for name in names {
+            test_herd.restart(name);
+        }
+        test_herd
+    }
+
+    /// A herd on free ports with no server started yet, so a test can
+    /// change its settings first and then `restart` each server.
+    pub fn stopped(names: &[&str], links: &[(&str, &str)], places: PlacesConfig) -> TestHerd {
+        // Every port is chosen before any server starts, so no server
+        // starts on a port that a later one of the same herd then needs.
         let herd = herd_on_free_ports(names, links).validate().unwrap();
         let ports = herd
             .servers()
             .map(|s| (s.name.clone(), (s.port, s.peer_port)))
             .collect();
-        let mut test_herd = TestHerd {
+        TestHerd {
             herd,
             places,
-            log_dir,
-            limits,
+            log_dir: None,
+            limits: Limits::default(),
             journal_dir: None,
+            secret: None,
             servers: BTreeMap::new(),
             ports,
-        };
-        for name in names {
-            test_herd.restart(name);
         }
-        test_herd
     }
 
     /// The five-server herd of PROTOCOL.md §1.
@@ -152,6 +164,7 @@ impl TestHerd {
                 .journal_dir
                 .as_ref()
                 .map(|d| d.join(format!("{name}.journal"))),
+            secret: self.secret.clone(),
             log,
         };
         let handle = server::start(config, listeners).unwrap();

@@ -1,0 +1,194 @@
+//! Link authentication: proving knowledge of a shared herd secret.
+//!
+//! Clients cannot send AT lines on the client port, but anyone who can
+//! reach a peer port could inject them. With a herd secret (off by
+//! default, so the plain protocol keeps working) a server accepts AT lines
+//! on its peer port only from a connection that has proved it knows the
+//! secret, by one challenge and one answer before anything else:
+//!
+//! ```text
+//! server (peer port)             neighbour's link
+//!   CHALLENGE <32 hex digits>  ->
+//!                              <-  PROOF <its name> <64 hex digits>
+//!   ... AT lines follow as usual ...
+//! ```
+//!
+//! The proof is HMAC-SHA256 over a fixed label, the challenge and the
+//! name, keyed with the secret. The challenge is fresh randomness for
+//! every connection, so a recorded proof is useless on another one, and
+//! the name is bound in, so a proof cannot be replayed under another
+//! name. The secret itself never crosses the wire. This authenticates the
+//! link, it does not encrypt it: anyone on the path can still read the AT
+//! lines (which say where clients are). Use a private network
+//! (`peer_host`) for that.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Separates this use of the secret from any other.
+const LABEL: &[u8] = b"proxy-herd link v1\n";
+
+/// The secret a herd's servers share. Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct HerdSecret(Arc<Vec<u8>>);
+
+impl fmt::Debug for HerdSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HerdSecret(..)")
+    }
+}
+
+impl HerdSecret {
+    /// A secret from its bytes; an empty one is refused.
+    pub fn new(bytes: &[u8]) -> Result<HerdSecret, String> {
+        if bytes.is_empty() {
+            return Err("the herd secret is empty".into());
+        }
+        Ok(HerdSecret(Arc::new(bytes.to_vec())))
+    }
+
+    /// Reads a secret file; one trailing newline (as editors add) is not
+    /// part of the secret.
+    pub fn from_file(path: &Path) -> Result<HerdSecret, String> {
+        let mut bytes = std::fs::read(path)
+            .map_err(|e| format!("cannot read herd secret file {}: {e}", path.display()))?;
+        if bytes.ends_with(b"\n") {
+            bytes.pop();
+            if bytes.ends_with(b"\r") {
+                bytes.pop();
+            }
+        }
+        HerdSecret::new(&bytes).map_err(|e| format!("herd secret file {}: {e}", path.display()))
+    }
+
+    fn mac(&self, challenge: &str, name: &str) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(LABEL);
+        mac.update(challenge.as_bytes());
+        mac.update(b"\n");
+        mac.update(name.as_bytes());
+        mac
+    }
+
+    /// The proof that `name` knows the secret, for this challenge.
+    pub fn proof(&self, challenge: &str, name: &str) -> String {
+        hex(&self.mac(challenge, name).finalize().into_bytes())
+    }
+
+    /// Whether `proof` is right for `name` and `challenge`. The comparison
+    /// takes the same time however many digits match.
+    pub fn verify(&self, challenge: &str, name: &str, proof: &str) -> bool {
+        match unhex(proof) {
+            Some(tag) => self.mac(challenge, name).verify_slice(&tag).is_ok(),
+            None => false,
+        }
+    }
+}
+
+/// A fresh random challenge: 16 bytes from the operating system, in hex.
+pub fn new_challenge() -> std::io::Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(hex(&bytes))
+}
+
+/// The line a server sends first on its peer port.
+pub fn challenge_line(challenge: &str) -> String {
+    format!("CHALLENGE {challenge}\n")
+}
+
+/// The challenge in a `CHALLENGE` line.
+pub fn parse_challenge(line: &str) -> Option<&str> {
+    match crate::protocol::fields(line).as_slice() {
+        ["CHALLENGE", challenge] if unhex(challenge).is_some() => Some(challenge),
+        _ => None,
+    }
+}
+
+/// The line a link sends in answer.
+pub fn proof_line(name: &str, proof: &str) -> String {
+    format!("PROOF {name} {proof}\n")
+}
+
+/// The name and proof in a `PROOF` line.
+pub fn parse_proof(line: &str) -> Option<(&str, &str)> {
+    match crate::protocol::fields(line).as_slice() {
+        ["PROOF", name, proof] => Some((name, proof)),
+        _ => None,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 || text.is_empty() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A proof made with the secret verifies; a proof from another secret,
+    /// for another name or another challenge, or malformed, does not.
+    #[test]
+    fn proofs() {
+        let secret = HerdSecret::new(b"s3cret").unwrap();
+        let other = HerdSecret::new(b"guess").unwrap();
+        let challenge = new_challenge().unwrap();
+        let proof = secret.proof(&challenge, "Riley");
+        assert_eq!(proof.len(), 64);
+        assert!(secret.verify(&challenge, "Riley", &proof));
+        assert!(!secret.verify(&challenge, "Jaquez", &proof));
+        assert!(!other.verify(&challenge, "Riley", &proof));
+        let fresh = new_challenge().unwrap();
+        assert_ne!(fresh, challenge);
+        assert!(!secret.verify(&fresh, "Riley", &proof));
+        assert!(!secret.verify(&challenge, "Riley", "zz"));
+        assert!(!secret.verify(&challenge, "Riley", ""));
+        assert!(!secret.verify(&challenge, "Riley", &proof[..62]));
+    }
+
+    /// The lines parse back, and malformed ones do not.
+    #[test]
+    fn lines() {
+        let line = challenge_line("00ff");
+        assert_eq!(parse_challenge(&line), Some("00ff"));
+        assert_eq!(parse_challenge("CHALLENGE xyz"), None);
+        assert_eq!(parse_challenge("AT Riley +1 a +1+1 1"), None);
+        assert_eq!(
+            parse_proof(&proof_line("Riley", "abcd")),
+            Some(("Riley", "abcd"))
+        );
+        assert_eq!(parse_proof("PROOF Riley"), None);
+    }
+
+    /// A secret file's trailing newline is dropped; an empty secret is
+    /// refused; `Debug` hides the secret.
+    #[test]
+    fn secret_file() {
+        let path = std::env::temp_dir().join(format!("proxy-herd-secret-{}", std::process::id()));
+        std::fs::write(&path, "abc\n").unwrap();
+        let secret = HerdSecret::from_file(&path).unwrap();
+        assert!(secret.verify(
+            "00",
+            "A",
+            &HerdSecret::new(b"abc").unwrap().proof("00", "A")
+        ));
+        assert!(!format!("{secret:?}").contains("abc"));
+        std::fs::write(&path, "\n").unwrap();
+        assert!(HerdSecret::from_file(&path).unwrap_err().contains("empty"));
+        std::fs::remove_file(path).unwrap();
+    }
+}
