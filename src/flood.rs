@@ -14,8 +14,10 @@
 //! way, so [`Delivery::wait`] lets the connection thread wait until every
 //! link that is up has handed the line to its socket, which puts it in the
 //! kernel's hands. It waits only for links that are up, and never longer
-//! than a short cap, so a dead or stuck neighbour cannot hold a reply
-//! back for more than that cap.
+//! than a short cap; a link that made a reply hit the cap (a neighbour
+//! that accepts but does not read) is marked stalled and not waited for
+//! again until it writes again, so a stuck neighbour costs one reply the
+//! cap, not every reply.
 //!
 //! A link's life:
 //! 1. connect; on failure wait (50 ms, doubling to 2 s) and try again;
@@ -47,7 +49,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, Receiver, Sender};
+use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
 
 use crate::auth::{self, HerdSecret};
 use crate::herd::ServerSpec;
@@ -76,7 +78,7 @@ struct Outgoing {
     line: Arc<str>,
     /// Sent on once the line is written; dropped unsent if it is thrown
     /// away, which the waiter also sees.
-    ack: Option<Sender<()>>,
+    ack: Option<Sender<usize>>,
 }
 
 /// One neighbour's queue, whether its link is up, and a way to cut its
@@ -84,6 +86,11 @@ struct Outgoing {
 struct Queue {
     tx: Sender<Outgoing>,
     up: Arc<AtomicBool>,
+    /// Set when a reply gave up waiting on this link (a neighbour that
+    /// accepts but does not read); cleared by the link's next successful
+    /// write. Replies do not wait on a stalled link, so one stuck
+    /// neighbour costs one reply the cap, not every reply.
+    stalled: Arc<AtomicBool>,
     poke: Sender<()>,
 }
 
@@ -113,18 +120,21 @@ impl Flood {
     /// written it.
     pub fn broadcast(&self, line: Arc<str>) -> Delivery {
         let (ack_tx, ack_rx) = crossbeam_channel::bounded(self.queues.len());
-        let mut expected = 0;
-        for queue in self.queues.iter() {
-            let ack = queue.up.load(Ordering::SeqCst).then(|| ack_tx.clone());
-            expected += usize::from(ack.is_some());
+        let mut expected = Vec::new();
+        for (index, queue) in self.queues.iter().enumerate() {
+            let wait_for = queue.up.load(Ordering::SeqCst) && !queue.stalled.load(Ordering::SeqCst);
+            if wait_for {
+                expected.push(index);
+            }
             let outgoing = Outgoing {
                 line: Arc::clone(&line),
-                ack,
+                ack: wait_for.then(|| ack_tx.clone()),
             };
             // A closed queue means the server is shutting down.
             let _ = queue.tx.send(outgoing);
         }
         Delivery {
+            flood: self.clone(),
             acks: ack_rx,
             expected,
         }
@@ -134,8 +144,10 @@ impl Flood {
 /// An update's way to the neighbours, to wait on before replying.
 #[must_use = "wait on it before replying, or drop it to not care"]
 pub struct Delivery {
-    acks: Receiver<()>,
-    expected: usize,
+    flood: Flood,
+    acks: Receiver<usize>,
+    /// The links waited for, by index.
+    expected: Vec<usize>,
 }
 
 impl Delivery {
@@ -143,16 +155,27 @@ impl Delivery {
     /// written it to its socket, or has gone down, or `cap` has passed.
     /// Returns how many links confirmed the write.
     pub fn wait(self, cap: Duration) -> usize {
+        let Delivery {
+            flood,
+            acks,
+            expected,
+        } = self;
         let deadline = Instant::now() + cap;
-        let mut written = 0;
-        while written < self.expected {
-            match self.acks.recv_deadline(deadline) {
-                Ok(()) => written += 1,
-                // Every link has written it or thrown it away, or time is up.
-                Err(_) => break,
+        let mut missing = expected.clone();
+        while !missing.is_empty() {
+            match acks.recv_deadline(deadline) {
+                Ok(index) => missing.retain(|&i| i != index),
+                // The links still missing threw the line away (went down).
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    for &index in &missing {
+                        flood.queues[index].stalled.store(true, Ordering::SeqCst);
+                    }
+                    break;
+                }
             }
         }
-        written
+        expected.len() - missing.len()
     }
 }
 
@@ -172,10 +195,13 @@ pub fn start(
     for spec in neighbours {
         let (tx, rx) = crossbeam_channel::unbounded();
         let up = Arc::new(AtomicBool::new(false));
+        let stalled = Arc::new(AtomicBool::new(false));
         let (poke_tx, poke_rx) = crossbeam_channel::bounded(1);
+        let index = queues.len();
         queues.push(Queue {
             tx,
             up: Arc::clone(&up),
+            stalled: Arc::clone(&stalled),
             poke: poke_tx,
         });
         let link = Link {
@@ -185,7 +211,9 @@ pub fn start(
             host: spec.peer_host.clone(),
             port: spec.peer_port,
             queue: rx,
+            index,
             up,
+            stalled,
             poke: poke_rx,
             store: store.clone(),
             log: log.clone(),
@@ -214,6 +242,10 @@ struct Link {
     host: String,
     port: u16,
     queue: Receiver<Outgoing>,
+    /// This link's place in the flood's list, which it acknowledges with.
+    index: usize,
+    /// See `Queue::stalled`; this link clears it.
+    stalled: Arc<AtomicBool>,
     /// Set while the link is connected and resynced, so broadcasts know
     /// which links to wait for.
     up: Arc<AtomicBool>,
@@ -348,9 +380,10 @@ impl Link {
                         if !self.send(&mut writer, batch.iter().map(|o| &*o.line)) {
                             break 'serve Ended::Broken;
                         }
+                        self.stalled.store(false, Ordering::SeqCst);
                         for outgoing in batch.drain(..) {
                             if let Some(ack) = outgoing.ack {
-                                let _ = ack.try_send(());
+                                let _ = ack.try_send(self.index);
                             }
                         }
                     }

@@ -96,6 +96,9 @@ impl Default for Limits {
 /// and pages of it that are never touched cost no memory.
 const CONNECTION_STACK: usize = 512 * 1024;
 
+/// How long a reply may wait for a client to make room for it.
+const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How much a connection reads at a time.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -403,6 +406,9 @@ fn serve_connection(shared: &Shared, stream: TcpStream, port: Port) {
         let _ = stream.set_nodelay(true);
         if port == Port::Client {
             let _ = stream.set_read_timeout(shared.limits.idle_timeout);
+            // A client that never reads would otherwise hold its thread in
+            // a blocked write for ever once its socket buffer is full.
+            let _ = stream.set_write_timeout(Some(CLIENT_WRITE_TIMEOUT));
         }
         let how = serve_lines(shared, &stream, &peer, port);
         // Everything owed has been written: let a half-closed client read

@@ -117,3 +117,69 @@ fn max_future() {
     let near = format!("IAMAT k +1+1 {:.3}\n", now_secs() + 3600.0);
     assert!(one_shot(herd.addr("Riley"), &near).starts_with("AT Riley -"));
 }
+
+/// A neighbour that accepts its link but never reads does not hold up
+/// client replies (beyond the one reply that finds it stuck) nor flooding
+/// to the other neighbours.
+#[test]
+fn neighbour_that_never_reads() {
+    use proxy_herd::logging::ServerLog;
+    use proxy_herd::server::{self, Listeners, ServerConfig};
+    use std::time::Instant;
+
+    let herd = herd_on_free_ports(&["A", "B", "X"], &[("A", "B"), ("A", "X")])
+        .validate()
+        .unwrap();
+    let start = |name: &str| {
+        let spec = herd.server(name).unwrap().clone();
+        let config = ServerConfig {
+            name: name.into(),
+            herd: herd.clone(),
+            places: no_places(),
+            limits: Limits::default(),
+            journal: None,
+            secret: None,
+            log: ServerLog::discard(),
+        };
+        server::start(config, Listeners::bind(&spec).unwrap()).unwrap()
+    };
+    // X: a listener that takes links and never reads from them.
+    let x = herd.server("X").unwrap().clone();
+    let stuck = std::net::TcpListener::bind(("127.0.0.1", x.peer_port)).unwrap();
+    let held = std::thread::spawn(move || {
+        let mut conns = Vec::new();
+        stuck.set_nonblocking(true).unwrap();
+        let until = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < until && conns.len() < 10 {
+            match stuck.accept() {
+                Ok((c, _)) => conns.push(c),
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        conns
+    });
+    let (a, b) = (start("A"), start("B"));
+    // 30 KiB client ids: 600 updates are ~18 MB, far more than the kernel
+    // buffers between A and X can hold.
+    let pad = "x".repeat(30 * 1024);
+    let mut slow = 0;
+    let mut last = String::new();
+    for i in 0..600 {
+        let sent = Instant::now();
+        last = at_line(&one_shot(
+            a.client_addr(),
+            &format!("IAMAT {pad}{} +1+1 {i}\n", i % 7),
+        ));
+        if sent.elapsed() >= Duration::from_millis(100) {
+            slow += 1;
+        }
+    }
+    let client = last.split(' ').nth(3).unwrap().to_string();
+    wait_until("B to get the last update", || {
+        b.store().get(&client).is_some_and(|r| r.line == last)
+    });
+    eprintln!("neighbour_that_never_reads: {slow} of 600 replies took 100 ms or more");
+    assert!(slow <= 20, "{slow} replies waited on the stuck neighbour");
+    drop((a, b));
+    drop(held);
+}
