@@ -24,12 +24,13 @@
 //!   [`places::layout`], Google's JSON layout for cut answers.
 //! - [`herd`]: the herd file, read raw and validated in one place.
 //! - [`logging`]: each server's `<Name>.log`, through fern.
+//! - [`bench`]: `proxy-herd-bench`, the load generator and baseline server.
 //! - [`stub`]: `places-stub`, a local Places stand-in serving made-up
 //!   places, for tests and for running without an API key.
 //!
 //! The binaries in `src/bin` are thin: `proxy-herd` parses flags, binds,
 //! calls [`server::start`] and waits for SIGINT/SIGTERM; `places-stub`
-//! runs [`stub::PlacesStub`].
+//! runs [`stub::PlacesStub`]; `proxy-herd-bench` runs [`bench::run`].
 //!
 //! # Threads of one server
 //!
@@ -44,6 +45,7 @@
 //! No lock is held across a socket write, a channel send or an HTTP call.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod flood;
 pub mod herd;
 pub mod logging;
