@@ -45,7 +45,9 @@ impl Latency {
 /// that at least `p` percent of the samples do not exceed.
 pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     assert!(!sorted.is_empty(), "percentile of no samples");
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    // The epsilon keeps float error (99.9 / 100 * 1000 = 999.0000000000001)
+    // from pushing the rank one sample up.
+    let rank = (p / 100.0 * sorted.len() as f64 - 1e-9).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
