@@ -28,12 +28,13 @@
 //!   HMAC challenge before any AT line is accepted.
 //! - [`herd`]: the herd file, read raw and validated in one place.
 //! - [`logging`]: each server's `<Name>.log`, through fern.
+//! - [`bench`]: `proxy-herd-bench`, the load generator and baseline server.
 //! - [`stub`]: `places-stub`, a local Places stand-in serving made-up
 //!   places, for tests and for running without an API key.
 //!
 //! The binaries in `src/bin` are thin: `proxy-herd` parses flags, binds,
 //! calls [`server::start`] and waits for SIGINT/SIGTERM; `places-stub`
-//! runs [`stub::PlacesStub`].
+//! runs [`stub::PlacesStub`]; `proxy-herd-bench` runs [`bench::run`].
 //!
 //! # Threads of one server
 //!
@@ -49,6 +50,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod bench;
 pub mod flood;
 pub mod herd;
 pub mod journal;

@@ -1,0 +1,556 @@
+//! `proxy-herd-bench`: a load generator that speaks PROTOCOL.md to any
+//! herd on this machine, and a bare baseline server to hold it against.
+//!
+//! The binary is thin: it parses [`Cli`], calls [`run`], and prints the
+//! [`Report`] as a table or as JSON. The parts:
+//!
+//! - [`client`]: the protocol from a client's side, and reply checks.
+//! - [`load`]: the closed-loop load (C connections, one request each in
+//!   flight) behind `iamat`, `oneshot` and `whatsat`.
+//! - [`flood`]: the bench as a member of a herd, timing updates until
+//!   their AT lines reach it.
+//! - [`conns`]: thousands of held connections, and the server's memory.
+//! - [`baseline`]: the bare thread-per-connection server every mode can
+//!   be compared with (`--vs-baseline`).
+//! - [`spawn`]: herds, `places-stub` and baselines started as separate
+//!   processes on free loopback ports, so one command measures everything.
+//! - [`stats`]: the percentiles of latencies.
+//!
+//! Every loop is bounded in count and in time, and all traffic stays on
+//! loopback: `--addr` must be a loopback address.
+
+pub mod baseline;
+pub mod client;
+pub mod conns;
+pub mod flood;
+pub mod load;
+mod modes;
+pub mod spawn;
+pub mod stats;
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use stats::Latency;
+
+const AFTER_HELP: &str = "\
+Modes:
+  iamat     C connections (-c), each sending IAMAT and waiting for its AT line
+            (closed loop), for D seconds (-d): requests/s, p50/p99/p99.9
+            latency, errors. On a spawned five-server herd (--servers 5) it also
+            checks that every server ends up with every client's newest record.
+  oneshot   The graders' pattern: a new connection per IAMAT, half-close, read
+            to end-of-file. Same figures.
+  whatsat   WHATSAT against a herd pointed at places-stub, then the same Places
+            requests sent straight to the stub; the difference is the proxy's
+            own cost. Also counts the HTTP connections the herd opened to the
+            stub (keep-alive means a few, not one per request).
+  flood     The bench joins the herd as a member linked to a far server, sends
+            IAMATs to a near server at a steady rate (--rate) and times each
+            update until its AT line reaches it; counts lost updates.
+  conns     Opens N connections (-n) and holds them, then one IAMAT on each:
+            time to open all, time to answer all, and the server's memory per
+            connection (VmRSS from /proc/PID/status; --pid, or the spawned herd).
+  baseline  A bare thread-per-connection server inside the bench that answers
+            each IAMAT with its AT line and nothing else (no store, no log, no
+            flood). Alone, this mode measures it with the iamat load; with
+            --serve-for it just serves, for other tools to measure.
+  all       Every mode against a spawned herd and the baseline, with the
+            issue's settings (c=16,64; five servers; oneshot c=16; whatsat c=16;
+            flood at --rate; conns -n): one command for the whole table.
+
+Targets:
+  Without --addr the bench starts its own herd (--spawn-herd, the default):
+  release proxy-herd processes (and places-stub for whatsat) from --bin-dir on
+  free loopback ports, from a herd file it writes, logging into a temp folder.
+  With --addr HOST:PORT it loads that server instead (whatsat then needs
+  --stub-url; flood uses --herd FILE; conns uses --pid for memory).
+
+--vs-baseline runs the same load against the baseline (a separate process) in
+the same invocation and prints herd/baseline ratios. For flood the baseline is
+a chain of baseline relays with as many hops; for whatsat the reference is
+always the direct stub call.
+
+Examples:
+  proxy-herd-bench iamat -c 16,64 -d 10 --vs-baseline
+  proxy-herd-bench iamat --servers 5 -c 16 --vs-baseline
+  proxy-herd-bench flood --rate 200 -d 10 --vs-baseline
+  proxy-herd-bench conns -n 10000 --vs-baseline
+  proxy-herd-bench all -d 10 --json > bench.json
+  proxy-herd-bench iamat --addr 127.0.0.1:12000 -c 64";
+
+/// Load generator and baseline for proxy herds (PROTOCOL.md), on loopback.
+///
+/// Measures requests per second, latency percentiles, flood propagation
+/// and memory per connection of a herd, and the same figures for a bare
+/// thread-per-connection baseline, so the two can be compared in one run.
+/// Progress goes to stderr, the summary table (or --json) to stdout. The
+/// exit status is 2 when any measurement saw errors or lost updates.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "proxy-herd-bench", version, after_long_help = AFTER_HELP)]
+pub struct Cli {
+    /// What to measure.
+    #[command(subcommand)]
+    pub mode: Mode,
+    /// Options every mode takes.
+    #[command(flatten)]
+    pub opts: Options,
+}
+
+/// Options shared by every mode.
+#[derive(Args, Debug, Clone)]
+pub struct Options {
+    /// Load this server (its client port, loopback only) instead of
+    /// starting a herd.
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    pub addr: Option<SocketAddr>,
+
+    /// Start the herd as separate proxy-herd processes from --bin-dir (the
+    /// default when --addr is not given).
+    #[arg(long, global = true, conflicts_with = "addr")]
+    pub spawn_herd: bool,
+
+    /// How many servers the spawned herd has: 1, or the five of
+    /// PROTOCOL.md §1.
+    #[arg(long, global = true, default_value_t = 1, value_name = "1|5",
+          value_parser = parse_servers)]
+    pub servers: usize,
+
+    /// The server of a spawned herd to load (default: Riley, or Juzang,
+    /// which has three neighbours, in the five-server herd).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub target: Option<String>,
+
+    /// Where proxy-herd, places-stub and proxy-herd-bench are (default:
+    /// the folder of this program).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+
+    /// Also run the same load against the baseline server and print the
+    /// herd/baseline ratios.
+    #[arg(long, global = true)]
+    pub vs_baseline: bool,
+
+    /// Concurrent connections; a comma-separated list runs each in turn.
+    #[arg(short = 'c', long, global = true, value_delimiter = ',',
+          default_values_t = [16usize], value_name = "C[,C...]")]
+    pub connections: Vec<usize>,
+
+    /// Seconds measured per run (flood: seconds of sending).
+    #[arg(
+        short = 'd',
+        long,
+        global = true,
+        default_value_t = 5.0,
+        value_name = "SECS"
+    )]
+    pub duration: f64,
+
+    /// Seconds of load before measuring starts.
+    #[arg(long, global = true, default_value_t = 0.5, value_name = "SECS")]
+    pub warmup: f64,
+
+    /// Seconds any connect, read or write may take before it counts as an
+    /// error.
+    #[arg(long, global = true, default_value_t = 5.0, value_name = "SECS")]
+    pub timeout: f64,
+
+    /// Print the report as JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// No progress lines on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Keep the spawned herd's folder (herd file and logs) instead of
+    /// removing it.
+    #[arg(long, global = true)]
+    pub keep_logs: bool,
+}
+
+fn parse_servers(text: &str) -> Result<usize, String> {
+    match text {
+        "1" => Ok(1),
+        "5" => Ok(5),
+        _ => Err("the spawned herd has 1 server or the five of PROTOCOL.md".into()),
+    }
+}
+
+/// The modes (see `--help` for what each measures).
+#[derive(Subcommand, Debug, Clone)]
+pub enum Mode {
+    /// C closed-loop connections sending IAMATs for D seconds.
+    Iamat,
+    /// A new connection per IAMAT, half-close, read to end-of-file.
+    Oneshot,
+    /// WHATSAT through the herd vs. the same request straight to the stub.
+    Whatsat(WhatsatArgs),
+    /// Flood propagation latency, the bench joining the herd as a member.
+    Flood(FloodArgs),
+    /// Many held connections: open time, answer time, memory per connection.
+    Conns(ConnsArgs),
+    /// The bare baseline server: measure it, or serve it (--serve-for).
+    Baseline(BaselineArgs),
+    /// Every mode, spawned herds, against the baseline.
+    All(AllArgs),
+}
+
+/// Options of `whatsat`.
+#[derive(Args, Debug, Clone)]
+pub struct WhatsatArgs {
+    /// The Nearby Search URL of the places-stub the herd at --addr uses
+    /// (required with --addr; a spawned herd gets its own stub).
+    #[arg(long, value_name = "URL")]
+    pub stub_url: Option<String>,
+    /// WHATSAT radius in kilometres.
+    #[arg(long, default_value = "10", value_name = "KM")]
+    pub radius: String,
+    /// WHATSAT bound on places (1-20).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub bound: usize,
+    /// Key for the direct stub calls (the stub takes any non-empty key).
+    #[arg(long, default_value = spawn::STUB_KEY, value_name = "KEY")]
+    pub api_key: String,
+}
+
+/// Options of `flood`.
+#[derive(Args, Debug, Clone)]
+pub struct FloodArgs {
+    /// A herd file naming the bench (--me) as a server linked to --far;
+    /// the herd must be running with it. Without it the bench spawns the
+    /// five-server herd plus itself.
+    #[arg(long, value_name = "HERD.json")]
+    pub herd: Option<PathBuf>,
+    /// The server the IAMATs go to.
+    #[arg(long, default_value = "Riley", value_name = "NAME")]
+    pub near: String,
+    /// The server the bench is linked to.
+    #[arg(long, default_value = "Campbell", value_name = "NAME")]
+    pub far: String,
+    /// The bench's own name in the herd file.
+    #[arg(long, default_value = "Bench", value_name = "NAME")]
+    pub me: String,
+    /// Updates per second.
+    #[arg(long, default_value_t = 200.0, value_name = "PER_SEC")]
+    pub rate: f64,
+}
+
+/// Options of `conns`.
+#[derive(Args, Debug, Clone)]
+pub struct ConnsArgs {
+    /// How many connections to open and hold.
+    #[arg(short = 'n', long, default_value_t = 1000, value_name = "N")]
+    pub count: usize,
+    /// Process id of the server at --addr, for its memory.
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+}
+
+/// Options of `baseline`.
+#[derive(Args, Debug, Clone)]
+pub struct BaselineArgs {
+    /// Only serve, for this many seconds (at most 86400), on --listen.
+    #[arg(long, value_name = "SECS")]
+    pub serve_for: Option<f64>,
+    /// Where to serve with --serve-for.
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "HOST:PORT")]
+    pub listen: SocketAddr,
+    /// Relay: also write every AT line made or received to this address.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub forward: Option<SocketAddr>,
+}
+
+/// Options of `all`.
+#[derive(Args, Debug, Clone)]
+pub struct AllArgs {
+    /// Connections held by the conns step.
+    #[arg(short = 'n', long, default_value_t = 10_000, value_name = "N")]
+    pub count: usize,
+    /// Updates per second of the flood step.
+    #[arg(long, default_value_t = 200.0, value_name = "PER_SEC")]
+    pub rate: f64,
+}
+
+/// One measured run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measurement {
+    /// The mode.
+    pub mode: String,
+    /// What was loaded: the herd (and which server), the baseline, the stub.
+    pub target: String,
+    /// The setting, e.g. `c=16`.
+    pub setting: String,
+    /// Requests answered correctly (flood: updates arrived; conns:
+    /// connections answered).
+    pub requests: u64,
+    /// Errors: failed or wrong replies, failed connects.
+    pub errors: u64,
+    /// Seconds measured.
+    pub seconds: f64,
+    /// Requests per second.
+    pub per_sec: f64,
+    /// Latency percentiles, when the mode has them.
+    pub latency: Option<Latency>,
+    /// Figures particular to the mode (lost, open_s, kib_per_conn, ...).
+    pub extra: Map<String, Value>,
+    /// The first error seen, if any.
+    pub first_error: Option<String>,
+}
+
+/// A herd measurement held against its reference.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// The mode.
+    pub mode: String,
+    /// The setting both ran with.
+    pub setting: String,
+    /// The herd's target.
+    pub herd: String,
+    /// What it is compared with.
+    pub against: String,
+    /// Ratios herd/reference (and differences), by name.
+    pub figures: Map<String, Value>,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Every run, in order.
+    pub measurements: Vec<Measurement>,
+    /// Herd vs. baseline (or vs. direct stub) figures.
+    pub comparisons: Vec<Comparison>,
+}
+
+impl Report {
+    /// Whether nothing was measured (`baseline --serve-for`).
+    pub fn is_empty(&self) -> bool {
+        self.measurements.is_empty()
+    }
+
+    /// Whether every measurement went without errors, lost updates or
+    /// failed verification.
+    pub fn clean(&self) -> bool {
+        self.measurements.iter().all(|m| {
+            m.errors == 0
+                && m.extra.get("lost").and_then(Value::as_u64).unwrap_or(0) == 0
+                && m.extra.get("verified").and_then(Value::as_bool) != Some(false)
+        })
+    }
+
+    /// The report as pretty JSON.
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
+    }
+
+    /// The report as a table: measurements, then comparisons.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{}", header());
+        for m in &self.measurements {
+            let _ = writeln!(out, "{}", row(m));
+        }
+        if !self.comparisons.is_empty() {
+            let _ = writeln!(out);
+            let _ = writeln!(
+                out,
+                "{:<8} {:<10} {:<26} {:<14} ratios and differences",
+                "mode", "setting", "herd", "against"
+            );
+            for c in &self.comparisons {
+                let figures: Vec<String> = c
+                    .figures
+                    .iter()
+                    .map(|(k, v)| format!("{k} {}", show(v)))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "{:<8} {:<10} {:<26} {:<14} {}",
+                    c.mode,
+                    c.setting,
+                    c.herd,
+                    c.against,
+                    figures.join("  ")
+                );
+            }
+        }
+        out
+    }
+}
+
+fn header() -> String {
+    format!(
+        "{:<8} {:<26} {:<10} {:>9} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9}  notes",
+        "mode",
+        "target",
+        "setting",
+        "requests",
+        "errors",
+        "per s",
+        "p50 us",
+        "p99 us",
+        "p99.9 us",
+        "max us"
+    )
+}
+
+fn row(m: &Measurement) -> String {
+    let lat = |f: fn(&Latency) -> f64| {
+        m.latency
+            .as_ref()
+            .map_or("-".to_string(), |l| format!("{:.1}", f(l)))
+    };
+    let notes: Vec<String> = m
+        .extra
+        .iter()
+        .map(|(k, v)| format!("{k}={}", show(v)))
+        .chain(m.first_error.iter().map(|e| format!("first error: {e}")))
+        .collect();
+    format!(
+        "{:<8} {:<26} {:<10} {:>9} {:>6} {:>9.0} {:>9} {:>9} {:>9} {:>9}  {}",
+        m.mode,
+        m.target,
+        m.setting,
+        m.requests,
+        m.errors,
+        m.per_sec,
+        lat(|l| l.p50_us),
+        lat(|l| l.p99_us),
+        lat(|l| l.p999_us),
+        lat(|l| l.max_us),
+        notes.join(" ")
+    )
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() => format!("{f:.2}"),
+            _ => n.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// What every mode needs: the options, where the binaries are, and a run
+/// id that makes client ids unique.
+pub(crate) struct Ctx {
+    o: Options,
+    bin_dir: PathBuf,
+    run: String,
+}
+
+impl Ctx {
+    fn new(o: &Options) -> Result<Ctx, String> {
+        if let Some(addr) = o.addr {
+            if !addr.ip().is_loopback() {
+                return Err(format!(
+                    "--addr {addr}: this bench only loads servers on loopback (127.0.0.1, ::1)"
+                ));
+            }
+        }
+        let check = |what: &str, v: f64, min: f64, max: f64| {
+            if v.is_finite() && v >= min && v <= max {
+                Ok(())
+            } else {
+                Err(format!("{what} must be between {min} and {max}, not {v}"))
+            }
+        };
+        check("--duration", o.duration, 0.01, 3600.0)?;
+        check("--warmup", o.warmup, 0.0, 600.0)?;
+        check("--timeout", o.timeout, 0.01, 600.0)?;
+        if o.connections.is_empty() || o.connections.iter().any(|&c| c == 0 || c > 2000) {
+            return Err("--connections must be between 1 and 2000".into());
+        }
+        let bin_dir = match &o.bin_dir {
+            Some(dir) => dir.clone(),
+            None => std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent().map(PathBuf::from))
+                .ok_or("cannot tell where this program is; pass --bin-dir")?,
+        };
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        let run = format!(
+            "bench-{}-{}",
+            std::process::id(),
+            RUNS.fetch_add(1, Ordering::Relaxed)
+        );
+        Ok(Ctx {
+            o: o.clone(),
+            bin_dir,
+            run,
+        })
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.o.timeout)
+    }
+
+    fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.o.duration)
+    }
+
+    fn progress(&self, line: std::fmt::Arguments<'_>) {
+        if !self.o.quiet {
+            eprintln!("{line}");
+        }
+    }
+
+    /// A fresh prefix for client ids.
+    fn ids(&self, what: &str) -> String {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        format!(
+            "{}-{what}{}",
+            self.run,
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Records a measurement and shows it as a progress line.
+    fn record(&self, report: &mut Report, m: Measurement) {
+        self.progress(format_args!("{}", row(&m)));
+        report.measurements.push(m);
+    }
+}
+
+/// Runs the mode the command line asks for.
+pub fn run(cli: &Cli) -> Result<Report, String> {
+    if let Mode::Baseline(BaselineArgs {
+        serve_for: Some(secs),
+        listen,
+        forward,
+    }) = &cli.mode
+    {
+        if !(secs.is_finite() && *secs > 0.0 && *secs <= 86_400.0) {
+            return Err(format!(
+                "--serve-for must be between 0 and 86400, not {secs}"
+            ));
+        }
+        if !listen.ip().is_loopback() || forward.is_some_and(|f| !f.ip().is_loopback()) {
+            return Err("the baseline only listens and forwards on loopback".into());
+        }
+        baseline::serve_for(*listen, *forward, Duration::from_secs_f64(*secs))?;
+        return Ok(Report::default());
+    }
+    let ctx = Ctx::new(&cli.opts)?;
+    let mut report = Report::default();
+    ctx.progress(format_args!("{}", header()));
+    match &cli.mode {
+        Mode::Iamat => modes::iamat(&ctx, false, &mut report)?,
+        Mode::Oneshot => modes::iamat(&ctx, true, &mut report)?,
+        Mode::Whatsat(args) => modes::whatsat(&ctx, args, &mut report)?,
+        Mode::Flood(args) => modes::flood(&ctx, args, &mut report)?,
+        Mode::Conns(args) => modes::conns(&ctx, args, &mut report)?,
+        Mode::Baseline(_) => modes::baseline(&ctx, &mut report)?,
+        Mode::All(args) => modes::all(&ctx, args, &mut report)?,
+    }
+    Ok(report)
+}

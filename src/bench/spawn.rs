@@ -1,0 +1,440 @@
+//! Starting what the bench measures as separate processes: herds of
+//! `proxy-herd` servers from a herd file the bench writes, `places-stub`,
+//! and baseline servers (this binary's `baseline --serve-for`).
+//!
+//! Everything listens on free loopback ports, logs into a fresh temporary
+//! folder, and is killed when its [`Procs`] is dropped (the folder is
+//! removed too unless `--keep-logs`). Readiness is waited for, bounded in
+//! time: every client port accepts, and in a herd of several servers an
+//! update sent to each server has reached every other one, so every link
+//! has been up at least once before measuring starts.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::herd::Herd;
+
+use super::client::{self, ClientClock, Conn};
+
+/// The five servers of PROTOCOL.md §1 and their links.
+pub const FIVE: [&str; 5] = ["Riley", "Jaquez", "Juzang", "Campbell", "Bernard"];
+/// The links of the five-server herd.
+pub const FIVE_LINKS: [(&str, &str); 6] = [
+    ("Riley", "Jaquez"),
+    ("Riley", "Juzang"),
+    ("Bernard", "Jaquez"),
+    ("Bernard", "Juzang"),
+    ("Bernard", "Campbell"),
+    ("Juzang", "Campbell"),
+];
+
+/// How long anything started may take to be ready.
+pub const READY_PATIENCE: Duration = Duration::from_secs(15);
+
+/// The API key spawned herds and direct stub calls use (the stub accepts
+/// any non-empty key).
+pub const STUB_KEY: &str = "bench-key";
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free port: {e}"))
+}
+
+/// Child processes and their folder, killed and removed on drop.
+pub struct Procs {
+    /// The folder with the herd file and the logs.
+    pub dir: PathBuf,
+    children: Vec<(String, Child)>,
+    keep: bool,
+}
+
+impl Procs {
+    /// A fresh folder under the system's temp folder.
+    pub fn new(tag: &str, keep: bool) -> Result<Procs, String> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "proxy-herd-bench-{}-{tag}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Ok(Procs {
+            dir,
+            children: Vec::new(),
+            keep,
+        })
+    }
+
+    /// Starts a program, its output to `<name>.out` in the folder. Returns
+    /// its process id.
+    pub fn spawn(&mut self, name: &str, mut command: Command) -> Result<u32, String> {
+        let out = std::fs::File::create(self.dir.join(format!("{name}.out")))
+            .map_err(|e| format!("cannot create the output file of {name}: {e}"))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| format!("cannot share the output file of {name}: {e}"))?;
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("cannot start {name} ({command:?}): {e}"))?;
+        let pid = child.id();
+        self.children.push((name.to_string(), child));
+        Ok(pid)
+    }
+
+    /// Fails if a child has already exited (a port taken, say), quoting
+    /// its output.
+    pub fn check_alive(&mut self) -> Result<(), String> {
+        for (name, child) in &mut self.children {
+            if let Ok(Some(status)) = child.try_wait() {
+                let out = std::fs::read_to_string(self.dir.join(format!("{name}.out")))
+                    .unwrap_or_default();
+                return Err(format!("{name} exited ({status}): {}", out.trim()));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Finds a binary of this crate in `dir`.
+pub fn binary(dir: &Path, name: &str) -> Result<PathBuf, String> {
+    let path = dir.join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "cannot find {name} in {}: build the binaries first (cargo build --release --bins) \
+             or point --bin-dir at them",
+            dir.display()
+        ))
+    }
+}
+
+/// Waits until `addr` accepts a connection.
+pub fn wait_listening(addr: SocketAddr, procs: &mut Procs) -> Result<(), String> {
+    let deadline = Instant::now() + READY_PATIENCE;
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        procs.check_alive()?;
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "nothing listens on {addr} after {READY_PATIENCE:?}"
+            ));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One running server of a spawned herd.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Its client port.
+    pub addr: SocketAddr,
+    /// Its process id.
+    pub pid: u32,
+}
+
+/// An extra member of the herd that the bench plays itself (`flood`):
+/// named in the herd file, linked to `link_to`, but not started.
+pub struct Member {
+    /// Its name in the herd.
+    pub name: String,
+    /// The peer port the bench listens on.
+    pub peer_port: u16,
+    /// The server it is linked to.
+    pub link_to: String,
+}
+
+/// A spawned herd.
+pub struct SpawnedHerd {
+    /// The processes (dropping this stops the herd).
+    pub procs: Procs,
+    /// The herd as written to the herd file.
+    pub herd: Herd,
+    /// The running servers by name.
+    pub servers: BTreeMap<String, Server>,
+    /// The stub's Nearby Search URL, when started with one.
+    pub stub_url: Option<String>,
+}
+
+/// What herd to start.
+pub struct HerdPlan<'a> {
+    /// Server names.
+    pub names: &'a [&'a str],
+    /// Links between them.
+    pub links: &'a [(&'a str, &'a str)],
+    /// A member the bench plays itself.
+    pub member: Option<Member>,
+    /// Start `places-stub` and point the herd at it (with a key).
+    pub stub: bool,
+}
+
+/// Writes a herd file for the plan on free loopback ports, starts every
+/// server (and the stub), and waits until the herd is ready.
+pub fn start_herd(bin_dir: &Path, plan: HerdPlan<'_>, keep: bool) -> Result<SpawnedHerd, String> {
+    let herd_bin = binary(bin_dir, "proxy-herd")?;
+    let mut procs = Procs::new("herd", keep)?;
+    let stub_url = if plan.stub {
+        let stub_bin = binary(bin_dir, "places-stub")?;
+        let port = free_port()?;
+        let mut command = Command::new(stub_bin);
+        command.args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+        procs.spawn("places-stub", command)?;
+        wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), &mut procs)?;
+        Some(format!(
+            "http://127.0.0.1:{port}/maps/api/place/nearbysearch/json"
+        ))
+    } else {
+        None
+    };
+    let mut servers = serde_json::Map::new();
+    for name in plan.names {
+        servers.insert(
+            name.to_string(),
+            serde_json::json!({"host": "127.0.0.1", "port": free_port()?, "peer_port": free_port()?}),
+        );
+    }
+    let mut links: Vec<(String, String)> = plan
+        .links
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    if let Some(member) = &plan.member {
+        servers.insert(
+            member.name.clone(),
+            serde_json::json!({"host": "127.0.0.1", "port": free_port()?, "peer_port": member.peer_port}),
+        );
+        links.push((member.link_to.clone(), member.name.clone()));
+    }
+    let file = procs.dir.join("herd.json");
+    let json = serde_json::json!({"servers": servers, "links": links});
+    std::fs::File::create(&file)
+        .and_then(|mut f| {
+            f.write_all(
+                serde_json::to_string_pretty(&json)
+                    .unwrap_or_default()
+                    .as_bytes(),
+            )
+        })
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    let herd = Herd::from_file(&file).map_err(|e| e.to_string())?;
+    let mut running = BTreeMap::new();
+    for name in plan.names {
+        let mut command = Command::new(&herd_bin);
+        command
+            .arg(name)
+            .arg("--config")
+            .arg(&file)
+            .arg("--log-dir")
+            .arg(&procs.dir);
+        match &stub_url {
+            Some(url) => command
+                .env("PLACES_URL", url)
+                .env("GOOGLE_PLACES_API_KEY", STUB_KEY),
+            // No key: a WHATSAT (the readiness check) is answered at once,
+            // without a request.
+            None => command
+                .env_remove("PLACES_URL")
+                .env_remove("GOOGLE_PLACES_API_KEY"),
+        };
+        let pid = procs.spawn(name, command)?;
+        let spec = herd.server(name).map_err(|e| e.to_string())?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], spec.port));
+        running.insert(name.to_string(), Server { addr, pid });
+    }
+    for server in running.values() {
+        wait_listening(server.addr, &mut procs)?;
+    }
+    if running.len() > 1 {
+        wait_linked(&running)?;
+    }
+    Ok(SpawnedHerd {
+        procs,
+        herd,
+        servers: running,
+        stub_url,
+    })
+}
+
+/// Sends one IAMAT to each server and waits until every server holds
+/// every one of them.
+fn wait_linked(servers: &BTreeMap<String, Server>) -> Result<(), String> {
+    let mut expected = Vec::new();
+    for (name, server) in servers {
+        let id = format!("bench-probe-{}-{name}", std::process::id());
+        let line = iamat_once(server.addr, &id)?;
+        expected.push((id, line));
+    }
+    let addrs: Vec<(String, SocketAddr)> =
+        servers.iter().map(|(n, s)| (n.clone(), s.addr)).collect();
+    let missing = converge(&addrs, &expected, READY_PATIENCE);
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the herd did not link up within {READY_PATIENCE:?}: {}",
+            missing.join("; ")
+        ))
+    }
+}
+
+/// Sends one IAMAT for `client` and returns the AT line of the reply.
+pub fn iamat_once(addr: SocketAddr, client: &str) -> Result<String, String> {
+    let mut conn = Conn::open(addr, Duration::from_secs(5))
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let (line, tail) = client::iamat(client, &ClientClock::default().tick());
+    conn.send(&line)
+        .and_then(|()| conn.read_until(b"\n"))
+        .map_err(|e| format!("IAMAT to {addr}: {e}"))
+        .and_then(|reply| client::check_at(&reply, &tail))
+}
+
+/// Polls every server with WHATSAT until each holds exactly the expected
+/// AT line for each client, or `patience` runs out. Returns what is still
+/// missing (empty when all arrived). WHATSAT asks for 1 place within 1 m,
+/// so a herd without a key answers at once.
+pub fn converge(
+    servers: &[(String, SocketAddr)],
+    expected: &[(String, String)],
+    patience: Duration,
+) -> Vec<String> {
+    let deadline = Instant::now() + patience;
+    let mut pending: Vec<(usize, usize)> = (0..servers.len())
+        .flat_map(|s| (0..expected.len()).map(move |e| (s, e)))
+        .collect();
+    loop {
+        let mut conns: BTreeMap<usize, Conn> = BTreeMap::new();
+        pending.retain(|&(s, e)| {
+            let (client, line) = &expected[e];
+            let conn = match conns.entry(s) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    match Conn::open(servers[s].1, Duration::from_secs(5)) {
+                        Ok(c) => e.insert(c),
+                        Err(_) => return true,
+                    }
+                }
+            };
+            let held = conn
+                .send(&format!("WHATSAT {client} 0.001 1\n"))
+                .and_then(|()| conn.read_until(b"\n"));
+            match held {
+                Ok(first) if first.starts_with('?') => true,
+                Ok(first) => {
+                    // Read the rest of the reply: the JSON and the blank line.
+                    let rest = conn.read_until(b"\n\n");
+                    if rest.is_err() {
+                        conns.remove(&s);
+                    }
+                    first.trim_end() != line
+                }
+                Err(_) => {
+                    conns.remove(&s);
+                    true
+                }
+            }
+        });
+        if pending.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    pending
+        .iter()
+        .map(|&(s, e)| format!("{} lacks {}", servers[s].0, expected[e].0))
+        .collect()
+}
+
+/// Starts a baseline server process, forwarding AT lines to `forward` if
+/// given. Returns its client address and process id.
+pub fn start_baseline(
+    bin_dir: &Path,
+    procs: &mut Procs,
+    forward: Option<SocketAddr>,
+    serve_for: Duration,
+) -> Result<Server, String> {
+    let bench_bin = binary(bin_dir, "proxy-herd-bench")?;
+    let port = free_port()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut command = Command::new(bench_bin);
+    command
+        .args(["--quiet", "baseline", "--listen"])
+        .arg(addr.to_string())
+        .arg("--serve-for")
+        .arg(format!("{}", serve_for.as_secs_f64().ceil()));
+    if let Some(to) = forward {
+        command.arg("--forward").arg(to.to_string());
+    }
+    let pid = procs.spawn(&format!("baseline-{port}"), command)?;
+    wait_listening(addr, procs)?;
+    Ok(Server { addr, pid })
+}
+
+/// Resident memory (VmRSS) and thread count of a process, from
+/// `/proc/PID/status`.
+pub fn memory_of(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |key: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        line[key.len()..].split_whitespace().next()?.parse().ok()
+    };
+    Some((field("VmRSS:")? * 1024, field("Threads:")?))
+}
+
+/// The client-side ports of every TCP connection to or from `port` on
+/// this machine (any state but LISTEN), from `/proc/net/tcp` and
+/// `/proc/net/tcp6`. Connections opened between two calls show up as new
+/// ports; closed ones stay visible while in TIME_WAIT.
+pub fn client_ports_of(port: u16) -> std::collections::BTreeSet<u16> {
+    let mut ports = std::collections::BTreeSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 4 || f[3] == "0A" {
+                continue;
+            }
+            let port_of = |addr: &str| {
+                addr.rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+            };
+            let (local, remote) = (port_of(f[1]), port_of(f[2]));
+            if remote == Some(port) {
+                ports.extend(local);
+            } else if local == Some(port) {
+                ports.extend(remote);
+            }
+        }
+    }
+    ports
+}
