@@ -66,6 +66,30 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// A neighbour that accepts but does not read would block a write for
 /// ever; past this the link is dropped and later resynced.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Makes the kernel notice a link whose other end has vanished (a cable
+/// cut, a host gone) rather than a process that exited, which closes its
+/// sockets itself. Without this a cut link looks healthy: lines written
+/// to it sit in the kernel's buffer, retransmitted for up to fifteen
+/// minutes. Keepalive probes an idle link after a few seconds, and the
+/// user timeout drops a link whose data stays unacknowledged, so the
+/// watcher sees an error and the link reconnects and resyncs. Used on
+/// both ends: on the accepting end it reaps connections from neighbours
+/// that gave up on them.
+pub fn detect_dead_peer(stream: &TcpStream) {
+    let socket = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(5))
+        .with_interval(Duration::from_secs(1))
+        .with_retries(3);
+    let _ = socket.set_tcp_keepalive(&keepalive);
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = socket.set_tcp_user_timeout(Some(DEAD_PEER_TIMEOUT));
+}
+
+/// How long written data may stay unacknowledged before a link is
+/// declared dead (Linux's `TCP_USER_TIMEOUT`).
+pub const DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(8);
+
 /// How long either side of a link waits for the other's half of the
 /// secret handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -336,6 +360,7 @@ impl Link {
     fn serve(&self, stream: TcpStream) -> Ended {
         let _ = stream.set_nodelay(true);
         let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+        detect_dead_peer(&stream);
         if let Some(secret) = &self.secret {
             if let Err(why) = self.prove(&stream, secret) {
                 self.log.warn(format_args!(
@@ -473,11 +498,21 @@ impl Link {
                 let _tx = tx; // dropped on return: the sender sees `closed`.
                 let mut reader = BufReader::new(read_half);
                 let mut line = String::new();
-                while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
-                    log.warn(format_args!(
-                        "link {neighbour} <- {}",
-                        Escaped(line.trim_end_matches('\n'))
-                    ));
+                loop {
+                    match reader.read_line(&mut line) {
+                        Ok(0) => break,
+                        Ok(_) => log.warn(format_args!(
+                            "link {neighbour} <- {}",
+                            Escaped(line.trim_end_matches('\n'))
+                        )),
+                        Err(e) => {
+                            // Our own shutdown of the socket ends here
+                            // too, as end-of-file; an error is the link
+                            // failing (keepalive or user timeout).
+                            log.warn(format_args!("link to {neighbour}: {e}"));
+                            break;
+                        }
+                    }
                     line.clear();
                 }
             });

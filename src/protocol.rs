@@ -335,17 +335,22 @@ pub struct Escaped<'a>(pub &'a str);
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in self.0.chars() {
+        // Copy runs of ordinary characters in one go: a WHATSAT reply is
+        // kilobytes long, and it is logged whole.
+        let mut rest = self.0;
+        while let Some(at) = rest.find(|c: char| c.is_control() || c == '\\') {
+            f.write_str(&rest[..at])?;
+            let c = rest[at..].chars().next().expect("found above");
             match c {
                 '\n' => f.write_str("\\n")?,
                 '\r' => f.write_str("\\r")?,
                 '\t' => f.write_str("\\t")?,
                 '\\' => f.write_str("\\\\")?,
-                c if c.is_control() => write!(f, "\\x{:02x}", c as u32)?,
-                c => write!(f, "{c}")?,
+                c => write!(f, "\\x{:02x}", c as u32)?,
             }
+            rest = &rest[at + c.len_utf8()..];
         }
-        Ok(())
+        f.write_str(rest)
     }
 }
 
@@ -586,5 +591,7 @@ mod tests {
             Escaped("a\nb\r\t\\\x07").to_string(),
             "a\\nb\\r\\t\\\\\\x07"
         );
+        assert_eq!(Escaped("plain é \u{85}end").to_string(), "plain é \\x85end");
+        assert_eq!(Escaped("").to_string(), "");
     }
 }

@@ -31,7 +31,9 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs,
+};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -40,6 +42,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::auth::{self, HerdSecret};
 use crate::flood::{self, Flood, DELIVERY_CAP, HANDSHAKE_TIMEOUT};
@@ -136,7 +139,7 @@ impl Listeners {
     /// host) before anything else has started.
     pub fn bind(spec: &ServerSpec) -> io::Result<Listeners> {
         let bind = |host: &str, port: u16, what: &str| {
-            TcpListener::bind((host, port)).map_err(|e| {
+            bind_listener((host, port)).map_err(|e| {
                 io::Error::new(
                     e.kind(),
                     format!("cannot listen on {what} {host}:{port}: {e}"),
@@ -148,6 +151,35 @@ impl Listeners {
             peer: bind(&spec.peer_host, spec.peer_port, "peer port")?,
         })
     }
+}
+
+/// How many connections the kernel may queue for `accept()`. Rust's std
+/// asks for 128, which a burst of connections overflows: each dropped
+/// SYN then costs its client a one-second retransmit. The kernel caps
+/// this at `net.core.somaxconn` (4096 on current Linux).
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds a listener like `TcpListener::bind`, but with a deep backlog
+/// ([`LISTEN_BACKLOG`]) and `TCP_NODELAY` set, which Linux passes on to
+/// every accepted socket (replies are whole lines, so Nagle's delay only
+/// costs latency). socket2 is used because std offers neither.
+pub fn bind_listener(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to bind");
+    for addr in addr.to_socket_addrs()? {
+        let attempt = || -> io::Result<TcpListener> {
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_reuse_address(true)?;
+            socket.set_nodelay(true)?;
+            socket.bind(&addr.into())?;
+            socket.listen(LISTEN_BACKLOG)?;
+            Ok(socket.into())
+        };
+        match attempt() {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// What a running server shares between its threads.
@@ -404,6 +436,9 @@ fn serve_connection(shared: &Shared, stream: TcpStream, port: Port) {
             .log
             .info(format_args!("{peer} {kind} connection opened"));
         let _ = stream.set_nodelay(true);
+        if port == Port::Peer {
+            flood::detect_dead_peer(&stream);
+        }
         if port == Port::Client {
             let _ = stream.set_read_timeout(shared.limits.idle_timeout);
             // A client that never reads would otherwise hold its thread in

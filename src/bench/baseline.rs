@@ -199,8 +199,8 @@ pub fn serve_for(
     forward: Option<SocketAddr>,
     serve_for: Duration,
 ) -> Result<(), String> {
-    let listener =
-        TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listener = crate::server::bind_listener(listen)
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let baseline = Baseline::start(listener, forward, Duration::from_secs(10))
         .map_err(|e| format!("cannot start the baseline: {e}"))?;
     eprintln!(

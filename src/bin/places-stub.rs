@@ -5,7 +5,6 @@
 //! `proxy_herd::stub`.
 #![forbid(unsafe_code)]
 
-use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::mpsc;
 
@@ -49,7 +48,7 @@ fn main() -> ExitCode {
 /// Serves until SIGINT or SIGTERM. The handler only wakes this thread, so
 /// the stub is stopped the ordinary way and the exit status is 0.
 fn run(args: Args) -> Result<(), String> {
-    let listener = TcpListener::bind((args.host.as_str(), args.port))
+    let listener = proxy_herd::server::bind_listener((args.host.as_str(), args.port))
         .map_err(|error| format!("cannot listen on {}:{}: {error}", args.host, args.port))?;
     let (stop_tx, stop_rx) = mpsc::channel();
     ctrlc::set_handler(move || {

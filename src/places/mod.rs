@@ -36,6 +36,9 @@ use crate::protocol::Location;
 /// Google's legacy Nearby Search endpoint, the default.
 pub const GOOGLE_NEARBY_URL: &str = "https://maps.googleapis.com/maps/api/place/nearbysearch/json";
 
+/// How many idle keep-alive connections to Places are kept for reuse.
+const MAX_IDLE_PER_HOST: usize = 64;
+
 /// The largest Places answer read by default; past it the request counts
 /// as failed. A real answer of 20 places is about 20 KiB.
 pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024;
@@ -111,6 +114,11 @@ impl Places {
             .timeout_global(Some(config.timeout))
             // A non-200 answer is a value we report, not a transport error.
             .http_status_as_error(false)
+            // Keep a pooled connection for every WHATSAT that may be in
+            // flight at once, so busy servers reuse connections instead
+            // of opening one per request (ureq keeps 3 by default).
+            .max_idle_connections_per_host(MAX_IDLE_PER_HOST)
+            .max_idle_connections(MAX_IDLE_PER_HOST)
             .build()
             .into();
         Places {
