@@ -108,6 +108,8 @@ struct Outgoing {
 /// One neighbour's queue, whether its link is up, and a way to cut its
 /// backoff short.
 struct Queue {
+    /// The neighbour's name.
+    neighbour: String,
     tx: Sender<Outgoing>,
     up: Arc<AtomicBool>,
     /// Set when a reply gave up waiting on this link (a neighbour that
@@ -138,14 +140,20 @@ impl Flood {
         }
     }
 
-    /// Queues an AT line (without `\n`) for every neighbour. Never blocks:
-    /// the queues are unbounded, and emptied while a link is down. The
-    /// returned [`Delivery`] can wait until the links that are up have
-    /// written it.
+    /// Queues an AT line (without `\n`) for every neighbour but the server
+    /// that made it (the second field of the line): that server stored the
+    /// record before flooding it, so sending it back is wasted work for
+    /// both. Never blocks: the queues are unbounded, and emptied while a
+    /// link is down. The returned [`Delivery`] can wait until the links
+    /// that are up have written it.
     pub fn broadcast(&self, line: Arc<str>) -> Delivery {
+        let origin = line.split(' ').nth(1).unwrap_or_default();
         let (ack_tx, ack_rx) = crossbeam_channel::bounded(self.queues.len());
         let mut expected = Vec::new();
         for (index, queue) in self.queues.iter().enumerate() {
+            if queue.neighbour == origin {
+                continue;
+            }
             let wait_for = queue.up.load(Ordering::SeqCst) && !queue.stalled.load(Ordering::SeqCst);
             if wait_for {
                 expected.push(index);
@@ -223,6 +231,7 @@ pub fn start(
         let (poke_tx, poke_rx) = crossbeam_channel::bounded(1);
         let index = queues.len();
         queues.push(Queue {
+            neighbour: spec.name.clone(),
             tx,
             up: Arc::clone(&up),
             stalled: Arc::clone(&stalled),
@@ -587,6 +596,50 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
+    }
+
+    /// A line is not sent back to the server that made it, only to the
+    /// other neighbours.
+    #[test]
+    fn not_sent_back_to_its_origin() {
+        let (b, c) = (
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+        );
+        let mut specs = vec![
+            spec(b.local_addr().unwrap().port()),
+            spec(c.local_addr().unwrap().port()),
+        ];
+        specs[1].name = "C".into();
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
+        let store = Store::new();
+        let (flood, threads) = start("A", &specs, &store, &ServerLog::discard(), None, &stop_rx);
+        let (mut to_b, _) = b.accept().unwrap();
+        let (mut to_c, _) = c.accept().unwrap();
+        // Wait until both links are up: a line of A's own reaches both.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while flood
+            .broadcast(Arc::from("AT A +0.1 warm +1+1 1"))
+            .wait(Duration::from_secs(10))
+            < 2
+        {
+            assert!(Instant::now() < deadline, "links did not come up");
+        }
+        assert_eq!(
+            flood
+                .broadcast(Arc::from("AT B +0.1 x +1+1 2"))
+                .wait(Duration::from_secs(10)),
+            1
+        );
+        drop(stop_tx);
+        for t in threads {
+            t.join().unwrap();
+        }
+        let (mut got_b, mut got_c) = (String::new(), String::new());
+        to_b.read_to_string(&mut got_b).unwrap();
+        to_c.read_to_string(&mut got_c).unwrap();
+        assert!(!got_b.contains(" x "), "{got_b}");
+        assert!(got_c.ends_with("AT B +0.1 x +1+1 2\n"), "{got_c}");
     }
 
     /// With the neighbour down, a broadcast waits for nothing and the
