@@ -611,13 +611,12 @@ impl Shared {
                 let reply = format!("{}\n", record.line);
                 // The reply is a promise: before it goes out, the update is
                 // in the journal and in the sockets of the links that are
-                // up (PROTOCOL.md §5). Both are queued first and waited on
-                // together, so their writes overlap.
+                // up (PROTOCOL.md §5). The links are told first, so their
+                // writes overlap the journal's.
                 if let Some(stored) = self.store.offer(record) {
-                    let written = self.journal.as_ref().map(|j| j.append(&stored.line));
                     let delivery = self.flood.broadcast(Arc::from(stored.line.as_str()));
-                    if let Some(written) = written {
-                        written.wait();
+                    if let Some(journal) = &self.journal {
+                        journal.append(&stored.line);
                     }
                     delivery.wait(DELIVERY_CAP);
                 }
@@ -661,7 +660,7 @@ impl Shared {
                 // Nobody waits for a reply here, so neither do we.
                 if let Some(stored) = self.store.offer(record) {
                     if let Some(journal) = &self.journal {
-                        drop(journal.append(&stored.line));
+                        journal.append(&stored.line);
                     }
                     drop(self.flood.broadcast(Arc::from(stored.line.as_str())));
                 }

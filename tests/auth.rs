@@ -69,7 +69,15 @@ fn correct_proof_is_accepted() {
         .write_all(auth::proof_line("A", &proof).as_bytes())
         .unwrap();
     stream.write_all(b"AT A +0.1 honest +1+1 1\n").unwrap();
-    herd.wait_converged("honest", "AT A +0.1 honest +1+1 1");
+    // B stores it and floods it on to C (not back to A, which made it).
+    wait_until("B and C to store the AT", || {
+        ["B", "C"].iter().all(|n| {
+            herd.server(n)
+                .store()
+                .get("honest")
+                .is_some_and(|r| r.line == "AT A +0.1 honest +1+1 1")
+        })
+    });
 }
 
 /// A server with the wrong secret cannot get its updates into the herd,

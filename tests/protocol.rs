@@ -216,7 +216,13 @@ fn peer_port_lines() {
     let reply = one_shot(peer, &message);
     let expected: String = bad.iter().map(|l| format!("? {l}\n")).collect();
     assert_eq!(reply, expected);
-    herd.wait_converged("kiwi", good);
+    // Stored (it is not flooded back to Jaquez, which made it).
+    wait_until("Riley to store the AT", || {
+        herd.server("Riley")
+            .store()
+            .get("kiwi")
+            .is_some_and(|r| r.line == good)
+    });
 }
 
 /// Client ids keep any non-white-space bytes, and every white space of §2
