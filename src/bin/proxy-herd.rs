@@ -97,9 +97,10 @@ struct Args {
     #[arg(long)]
     no_journal: bool,
 
-    /// File holding the herd secret: links must then prove it (an HMAC
-    /// challenge) before their AT lines are accepted, and ours prove it to
-    /// neighbours. Every server of the herd needs the same secret.
+    /// File holding the herd secret (or set HERD_SECRET): links must then
+    /// prove it (an HMAC challenge) before their AT lines are accepted,
+    /// and ours prove it to neighbours. Every server of the herd needs the
+    /// same secret. Off by default.
     #[arg(long, value_name = "FILE")]
     herd_secret_file: Option<PathBuf>,
 
