@@ -30,22 +30,10 @@ impl ScriptHerd {
     /// fresh folder; starts nothing.
     fn new(tag: &str, names: &[&str], links: &[(&str, &str)]) -> ScriptHerd {
         let dir = temp_dir(tag);
-        let file = herd_on_free_ports(names, links);
-        let servers: serde_json::Map<String, serde_json::Value> = file
-            .servers
+        let config = support::process::herd_file(&dir, names, links);
+        let ports = names
             .iter()
-            .map(|(name, e)| {
-                let entry =
-                    serde_json::json!({"host": e.host, "port": e.port, "peer_port": e.peer_port});
-                (name.clone(), entry)
-            })
-            .collect();
-        let json = serde_json::json!({"servers": servers, "links": file.links});
-        std::fs::write(dir.join("herd.json"), json.to_string()).unwrap();
-        let ports = file
-            .servers
-            .iter()
-            .map(|(name, e)| (name.clone(), u16::try_from(e.port).unwrap()))
+            .map(|name| (name.to_string(), support::process::port_of(&config, name)))
             .collect();
         ScriptHerd {
             dir,
