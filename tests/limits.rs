@@ -183,3 +183,87 @@ fn neighbour_that_never_reads() {
     drop((a, b));
     drop(held);
 }
+
+/// `--places-timeout`: a Places answer slower than the timeout makes the
+/// reply UNKNOWN_ERROR (with the AT line), logged, and the server goes on.
+#[test]
+fn places_timeout() {
+    use proxy_herd::places::PlacesConfig;
+    use proxy_herd::stub::{Behaviour, PlacesStub};
+
+    let slow = PlacesStub::start(
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        Behaviour::Slow(Duration::from_secs(5)),
+    )
+    .unwrap();
+    let places = PlacesConfig {
+        url: slow.nearby_url(),
+        key: Some("k".into()),
+        timeout: Duration::from_millis(300),
+        ..PlacesConfig::default()
+    };
+    let dir = temp_dir("placestimeout");
+    let mut herd = TestHerd::start_configured(
+        &["Riley"],
+        &[],
+        places,
+        Limits::default(),
+        Some(dir.clone()),
+    );
+    let at = at_line(&one_shot(herd.addr("Riley"), "IAMAT k +1+1 1\n"));
+    let reply = one_shot(herd.addr("Riley"), "WHATSAT k 1 1\n");
+    assert!(reply.starts_with(&format!("{at}\n{{")), "{reply}");
+    assert!(reply.contains("\"status\" : \"UNKNOWN_ERROR\""), "{reply}");
+    assert!(reply.contains("timed out"), "{reply}");
+    assert!(one_shot(herd.addr("Riley"), "IAMAT k +1+1 2\n").starts_with("AT Riley"));
+    herd.stop("Riley");
+    assert!(
+        log_of(&dir).contains("UNKNOWN_ERROR (Places request failed: timed out)"),
+        "{}",
+        log_of(&dir)
+    );
+}
+
+/// Slow clients, many at once, each dribbling its IAMAT a byte at a time,
+/// cost a thread each but delay no one else: a normal client is answered
+/// while every slow one is still sending, and the slow ones are answered
+/// correctly in the end.
+#[test]
+fn slow_clients_delay_no_one() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let herd = TestHerd::start(&["Riley"], &[], no_places());
+    let addr = herd.addr("Riley");
+    let finished = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        let slow: Vec<_> = (0..50)
+            .map(|i| {
+                let finished = &finished;
+                s.spawn(move || {
+                    let mut stream = connect(addr);
+                    for byte in format!("IAMAT slow{i} +1+1 {i}\n").bytes() {
+                        stream.write_all(&[byte]).unwrap();
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    let reply = read_until(&mut stream, "\n");
+                    finished.fetch_add(1, Ordering::SeqCst);
+                    reply
+                })
+            })
+            .collect();
+        // Each slow client needs about two seconds to send its line.
+        for i in 0..20 {
+            let reply = one_shot(addr, &format!("IAMAT fast{i} +1+1 {i}\n"));
+            assert!(reply.ends_with(&format!(" fast{i} +1+1 {i}\n")), "{reply}");
+        }
+        assert_eq!(
+            finished.load(Ordering::SeqCst),
+            0,
+            "a slow client finished first"
+        );
+        for (i, handle) in slow.into_iter().enumerate() {
+            let reply = handle.join().unwrap();
+            assert!(reply.ends_with(&format!(" slow{i} +1+1 {i}\n")), "{reply}");
+        }
+    });
+}
