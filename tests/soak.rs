@@ -23,6 +23,13 @@ const LOAD: Duration = Duration::from_secs(12);
 const CLIENTS: usize = 40;
 const FAULTS: usize = 8;
 
+/// Prints a line past the test harness's output capture (it captures
+/// only the `print!` family), so the figures show in every run, CI's
+/// included, and not only when the test fails.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// A small xorshift generator, so the test needs no crate; its seed is
 /// printed so a failing order can be replayed.
 struct Rng(u64);
@@ -72,7 +79,7 @@ fn servers_killed_under_load_lose_nothing() {
         .unwrap()
         .as_nanos() as u64
         | 1;
-    eprintln!("soak: seed {seed}");
+    say(&format!("soak: seed {seed}"));
     let dir = temp_dir("soak");
     let config = herd_file(&dir, &FIVE, &FIVE_LINKS);
     let addrs: Vec<SocketAddr> = FIVE.iter().map(|n| addr_of(&config, n)).collect();
@@ -175,12 +182,12 @@ fn servers_killed_under_load_lose_nothing() {
             );
         }
     }
-    eprintln!(
+    say(&format!(
         "soak: {sent} updates sent in {:.1} s, {} refused or cut by faults, {FAULTS} servers killed (SIGKILL) and restarted, {acked} clients checked, converged {:.0} ms after the last restart",
         load_time.as_secs_f64(),
         refused.load(Ordering::Relaxed),
         converge_time.as_secs_f64() * 1e3
-    );
+    ));
     assert_eq!(agreed.len(), CLIENTS);
     // Every server is alive at the end (a crashed one would refuse).
     for addr in &addrs {
