@@ -28,7 +28,7 @@
 //!   HMAC challenge before any AT line is accepted.
 //! - [`herd`]: the herd file, read raw and validated in one place.
 //! - [`logging`]: each server's `<Name>.log`, through fern.
-//! - [`bench`]: `proxy-herd-bench`, the load generator and baseline server.
+//! - [`bench`](mod@bench): `proxy-herd-bench`, the load generator and baseline server.
 //! - [`stub`]: `places-stub`, a local Places stand-in serving made-up
 //!   places, for tests and for running without an API key.
 //!

@@ -3,7 +3,7 @@
 //!
 //! It answers each IAMAT line with its AT line and does nothing else: no
 //! store, no log, no flooding, no Places. It parses lines with the herd's
-//! own [`protocol`](crate::protocol) code, so the difference between the
+//! own [`crate::protocol`] code, so the difference between the
 //! two is what the herd does *besides* parsing and replying. Every
 //! connection gets a thread with a 64 KiB stack and a 4 KiB read buffer.
 //!
