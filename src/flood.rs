@@ -44,12 +44,12 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{select, Receiver, Sender};
 
 use crate::auth::{self, HerdSecret};
 use crate::herd::ServerSpec;
@@ -100,9 +100,47 @@ const BATCH: usize = 256;
 /// written.
 struct Outgoing {
     line: Arc<str>,
-    /// Sent on once the line is written; dropped unsent if it is thrown
-    /// away, which the waiter also sees.
-    ack: Option<Sender<usize>>,
+    /// Set when a reply waits for this line; see [`AckToken`].
+    ack: Option<AckToken>,
+}
+
+/// What a waiting reply and the links share: which links have yet to
+/// write the line, how many did, and the thread to wake.
+///
+/// A reply parks its thread and the last link to finish unparks it. We
+/// first used a channel per broadcast, but crossbeam's blocking receive
+/// spins and yields before it sleeps, which on two cores took CPU from the
+/// very link threads it was waiting for (perf showed it among the top
+/// costs of the five-server herd).
+struct Acks {
+    /// One bit per link still to write or drop the line (link index < 64).
+    pending: AtomicU64,
+    /// How many links wrote it.
+    written: AtomicUsize,
+    waiter: Thread,
+}
+
+/// One link's part of an [`Acks`]: `written` when the line is in the
+/// socket; dropping it either way clears the link's bit, so a link that
+/// throws the line away (it went down) never keeps a reply waiting.
+struct AckToken {
+    acks: Arc<Acks>,
+    bit: u64,
+}
+
+impl AckToken {
+    fn written(self) {
+        self.acks.written.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for AckToken {
+    fn drop(&mut self) {
+        let before = self.acks.pending.fetch_and(!self.bit, Ordering::SeqCst);
+        if before & !self.bit == 0 {
+            self.acks.waiter.unpark();
+        }
+    }
 }
 
 /// One neighbour's queue, whether its link is up, and a way to cut its
@@ -148,27 +186,44 @@ impl Flood {
     /// that are up have written it.
     pub fn broadcast(&self, line: Arc<str>) -> Delivery {
         let origin = line.split(' ').nth(1).unwrap_or_default();
-        let (ack_tx, ack_rx) = crossbeam_channel::bounded(self.queues.len());
-        let mut expected = Vec::new();
+        let waits: Vec<bool> = self
+            .queues
+            .iter()
+            .enumerate()
+            .map(|(index, queue)| {
+                index < 64
+                    && queue.neighbour != origin
+                    && queue.up.load(Ordering::SeqCst)
+                    && !queue.stalled.load(Ordering::SeqCst)
+            })
+            .collect();
+        let pending = waits
+            .iter()
+            .enumerate()
+            .filter(|(_, &wait)| wait)
+            .fold(0u64, |bits, (index, _)| bits | 1 << index);
+        let acks = Arc::new(Acks {
+            pending: AtomicU64::new(pending),
+            written: AtomicUsize::new(0),
+            waiter: thread::current(),
+        });
         for (index, queue) in self.queues.iter().enumerate() {
             if queue.neighbour == origin {
                 continue;
             }
-            let wait_for = queue.up.load(Ordering::SeqCst) && !queue.stalled.load(Ordering::SeqCst);
-            if wait_for {
-                expected.push(index);
-            }
             let outgoing = Outgoing {
                 line: Arc::clone(&line),
-                ack: wait_for.then(|| ack_tx.clone()),
+                ack: waits[index].then(|| AckToken {
+                    acks: Arc::clone(&acks),
+                    bit: 1 << index,
+                }),
             };
             // A closed queue means the server is shutting down.
             let _ = queue.tx.send(outgoing);
         }
         Delivery {
             flood: self.clone(),
-            acks: ack_rx,
-            expected,
+            acks,
         }
     }
 }
@@ -177,37 +232,35 @@ impl Flood {
 #[must_use = "wait on it before replying, or drop it to not care"]
 pub struct Delivery {
     flood: Flood,
-    acks: Receiver<usize>,
-    /// The links waited for, by index.
-    expected: Vec<usize>,
+    acks: Arc<Acks>,
 }
 
 impl Delivery {
     /// Waits until every link that was up when the line was queued has
     /// written it to its socket, or has gone down, or `cap` has passed.
-    /// Returns how many links confirmed the write.
+    /// Returns how many links confirmed the write. Must be called on the
+    /// thread that broadcast, which is the one the links wake.
     pub fn wait(self, cap: Duration) -> usize {
-        let Delivery {
-            flood,
-            acks,
-            expected,
-        } = self;
         let deadline = Instant::now() + cap;
-        let mut missing = expected.clone();
-        while !missing.is_empty() {
-            match acks.recv_deadline(deadline) {
-                Ok(index) => missing.retain(|&i| i != index),
-                // The links still missing threw the line away (went down).
-                Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => {
-                    for &index in &missing {
-                        flood.queues[index].stalled.store(true, Ordering::SeqCst);
-                    }
-                    break;
-                }
+        loop {
+            let pending = self.acks.pending.load(Ordering::SeqCst);
+            if pending == 0 {
+                break;
             }
+            let now = Instant::now();
+            if now >= deadline {
+                for (index, queue) in self.flood.queues.iter().enumerate().take(64) {
+                    if pending & (1 << index) != 0 {
+                        queue.stalled.store(true, Ordering::SeqCst);
+                    }
+                }
+                break;
+            }
+            // Wakes early when the last link finishes (or spuriously,
+            // which the loop absorbs).
+            thread::park_timeout(deadline - now);
         }
-        expected.len() - missing.len()
+        self.acks.written.load(Ordering::SeqCst)
     }
 }
 
@@ -229,7 +282,6 @@ pub fn start(
         let up = Arc::new(AtomicBool::new(false));
         let stalled = Arc::new(AtomicBool::new(false));
         let (poke_tx, poke_rx) = crossbeam_channel::bounded(1);
-        let index = queues.len();
         queues.push(Queue {
             neighbour: spec.name.clone(),
             tx,
@@ -244,7 +296,6 @@ pub fn start(
             host: spec.peer_host.clone(),
             port: spec.peer_port,
             queue: rx,
-            index,
             up,
             stalled,
             poke: poke_rx,
@@ -275,8 +326,6 @@ struct Link {
     host: String,
     port: u16,
     queue: Receiver<Outgoing>,
-    /// This link's place in the flood's list, which it acknowledges with.
-    index: usize,
     /// See `Queue::stalled`; this link clears it.
     stalled: Arc<AtomicBool>,
     /// Set while the link is connected and resynced, so broadcasts know
@@ -417,7 +466,7 @@ impl Link {
                         self.stalled.store(false, Ordering::SeqCst);
                         for outgoing in batch.drain(..) {
                             if let Some(ack) = outgoing.ack {
-                                let _ = ack.try_send(self.index);
+                                ack.written();
                             }
                         }
                     }
