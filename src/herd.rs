@@ -23,6 +23,19 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+/// The five servers of PROTOCOL.md §1, in client-port order (12000 up).
+pub const DEFAULT_NAMES: [&str; 5] = ["Riley", "Jaquez", "Juzang", "Campbell", "Bernard"];
+
+/// The links of PROTOCOL.md §1's herd.
+pub const DEFAULT_LINKS: [(&str, &str); 6] = [
+    ("Riley", "Jaquez"),
+    ("Riley", "Juzang"),
+    ("Bernard", "Jaquez"),
+    ("Bernard", "Juzang"),
+    ("Bernard", "Campbell"),
+    ("Juzang", "Campbell"),
+];
+
 /// How far above the client port the peer port sits when the herd file
 /// does not say (PROTOCOL.md §1, like Redis Cluster's bus port).
 pub const PEER_PORT_OFFSET: u32 = 10_000;
@@ -196,8 +209,7 @@ impl Herd {
     /// The herd of PROTOCOL.md §1: five servers on 127.0.0.1, client ports
     /// 12000-12004, peer ports 22000-22004.
     pub fn default_herd() -> Herd {
-        let names = ["Riley", "Jaquez", "Juzang", "Campbell", "Bernard"];
-        let servers = names
+        let servers = DEFAULT_NAMES
             .iter()
             .zip(12000..)
             .map(|(name, port)| {
@@ -210,17 +222,10 @@ impl Herd {
                 (name.to_string(), entry)
             })
             .collect();
-        let links = [
-            ("Riley", "Jaquez"),
-            ("Riley", "Juzang"),
-            ("Bernard", "Jaquez"),
-            ("Bernard", "Juzang"),
-            ("Bernard", "Campbell"),
-            ("Juzang", "Campbell"),
-        ]
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
+        let links = DEFAULT_LINKS
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         HerdFile { servers, links }
             .validate()
             .expect("the built-in herd is valid")

@@ -23,16 +23,7 @@ use crate::herd::Herd;
 use super::client::{self, ClientClock, Conn};
 
 /// The five servers of PROTOCOL.md §1 and their links.
-pub const FIVE: [&str; 5] = ["Riley", "Jaquez", "Juzang", "Campbell", "Bernard"];
-/// The links of the five-server herd.
-pub const FIVE_LINKS: [(&str, &str); 6] = [
-    ("Riley", "Jaquez"),
-    ("Riley", "Juzang"),
-    ("Bernard", "Jaquez"),
-    ("Bernard", "Juzang"),
-    ("Bernard", "Campbell"),
-    ("Juzang", "Campbell"),
-];
+pub use crate::herd::{DEFAULT_LINKS as FIVE_LINKS, DEFAULT_NAMES as FIVE};
 
 /// How long anything started may take to be ready.
 pub const READY_PATIENCE: Duration = Duration::from_secs(15);

@@ -21,15 +21,7 @@ use proxy_herd::server::{self, Limits, Listeners, ServerConfig, ServerHandle};
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
 /// The five servers and links of PROTOCOL.md §1.
-pub const FIVE: [&str; 5] = ["Riley", "Jaquez", "Juzang", "Campbell", "Bernard"];
-pub const FIVE_LINKS: [(&str, &str); 6] = [
-    ("Riley", "Jaquez"),
-    ("Riley", "Juzang"),
-    ("Bernard", "Jaquez"),
-    ("Bernard", "Juzang"),
-    ("Bernard", "Campbell"),
-    ("Juzang", "Campbell"),
-];
+pub use proxy_herd::herd::{DEFAULT_LINKS as FIVE_LINKS, DEFAULT_NAMES as FIVE};
 
 /// A herd of in-process servers, each on its own loopback ports.
 pub struct TestHerd {
