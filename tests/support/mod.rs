@@ -218,6 +218,18 @@ pub fn one_shot(addr: SocketAddr, message: &str) -> String {
     one_shot_bytes(addr, message.as_bytes())
 }
 
+/// `one_shot` for a server that may refuse or drop the connection: the
+/// reply, or `None` if any step failed.
+pub fn try_one_shot(addr: SocketAddr, message: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(PATIENCE)).ok()?;
+    stream.write_all(message.as_bytes()).ok()?;
+    stream.shutdown(Shutdown::Write).ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    Some(reply)
+}
+
 /// `one_shot` with arbitrary bytes.
 pub fn one_shot_bytes(addr: SocketAddr, message: &[u8]) -> String {
     let mut stream = connect(addr);
