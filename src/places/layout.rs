@@ -11,6 +11,8 @@
 
 use std::fmt;
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// The column jsoncpp's styled writer keeps one-line arrays under: an
@@ -67,16 +69,65 @@ impl std::error::Error for NotJsonObject {}
 /// If nothing needs cutting (no `results` array, or its length <= bound) the raw body text is returned unchanged (byte-identical);
 /// otherwise the cut value re-laid with `styled`. Err when `body` does not parse as a JSON object.
 pub fn cut_results(body: &str, bound: usize) -> Result<String, NotJsonObject> {
-    let mut value: Value = serde_json::from_str(body).map_err(|_| NotJsonObject)?;
-    let object = value.as_object_mut().ok_or(NotJsonObject)?;
-    match object.get_mut("results") {
-        Some(Value::Array(results)) if results.len() > bound => {
-            results.truncate(bound);
-        }
-        // Nothing to cut: Google's own bytes are the best layout there is.
-        _ => return Ok(body.to_owned()),
+    // Read the top level with every member kept as raw text, so that
+    // nothing is parsed further than the decision needs: most answers
+    // need no cut at all (bound 20, or fewer places than the bound), and
+    // a cut answer needs only its first `bound` results parsed.
+    if !body.trim_start().starts_with('{') {
+        return Err(NotJsonObject);
     }
-    Ok(styled(&value))
+    let Members(members) = serde_json::from_str(body).map_err(|_| NotJsonObject)?;
+    let results: Option<Vec<&RawValue>> = members
+        .iter()
+        .find(|(key, _)| key == "results")
+        .and_then(|(_, raw)| serde_json::from_str(raw.get()).ok());
+    let Some(results) = results.filter(|r| r.len() > bound) else {
+        // Nothing to cut: Google's own bytes are the best layout there is.
+        return Ok(body.to_owned());
+    };
+    let parse =
+        |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).map_err(|_| NotJsonObject);
+    let mut object = serde_json::Map::new();
+    for (key, raw) in &members {
+        let value = if key == "results" {
+            Value::Array(
+                results[..bound]
+                    .iter()
+                    .map(|r| parse(r))
+                    .collect::<Result<_, _>>()?,
+            )
+        } else {
+            parse(raw)?
+        };
+        object.insert(key.clone(), value);
+    }
+    Ok(styled(&Value::Object(object)))
+}
+
+/// An object's members in order, each value kept as raw text.
+struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Members<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Members<'a>, M::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry::<String, &'de RawValue>()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visit(std::marker::PhantomData))
+    }
 }
 
 /// The state of one `styled` run, shaped like jsoncpp's StyledWriter: the
