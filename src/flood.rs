@@ -274,7 +274,7 @@ pub fn start(
     log: &ServerLog,
     secret: Option<&HerdSecret>,
     shutdown: &Receiver<()>,
-) -> (Flood, Vec<JoinHandle<()>>) {
+) -> std::io::Result<(Flood, Vec<JoinHandle<()>>)> {
     let mut queues = Vec::new();
     let mut threads = Vec::new();
     for spec in neighbours {
@@ -305,16 +305,15 @@ pub fn start(
         };
         let thread = thread::Builder::new()
             .name(format!("{me}->{}", spec.name))
-            .spawn(move || link.run())
-            .expect("spawn link thread");
+            .spawn(move || link.run())?;
         threads.push(thread);
     }
-    (
+    Ok((
         Flood {
             queues: Arc::new(queues),
         },
         threads,
-    )
+    ))
 }
 
 /// One neighbour's sender.
@@ -619,7 +618,8 @@ mod tests {
             &ServerLog::discard(),
             None,
             &stop_rx,
-        );
+        )
+        .unwrap();
         let (mut link, _) = neighbour.accept().unwrap();
         link.set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
@@ -662,7 +662,8 @@ mod tests {
         specs[1].name = "C".into();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
         let store = Store::new();
-        let (flood, threads) = start("A", &specs, &store, &ServerLog::discard(), None, &stop_rx);
+        let (flood, threads) =
+            start("A", &specs, &store, &ServerLog::discard(), None, &stop_rx).unwrap();
         let (mut to_b, _) = b.accept().unwrap();
         let (mut to_c, _) = c.accept().unwrap();
         // Wait until both links are up: a line of A's own reaches both.
@@ -708,7 +709,8 @@ mod tests {
             &ServerLog::discard(),
             None,
             &stop_rx,
-        );
+        )
+        .unwrap();
         for _ in 0..100 {
             assert_eq!(
                 flood

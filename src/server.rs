@@ -262,7 +262,7 @@ pub fn start(config: ServerConfig, listeners: Listeners) -> io::Result<ServerHan
         &log,
         secret.as_ref(),
         &shutdown_rx,
-    );
+    )?;
     log.info(format_args!(
         "{name} listening for clients on {client_addr} and for neighbours on {peer_addr}; neighbours: {}",
         if neighbours.is_empty() {
