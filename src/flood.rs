@@ -597,6 +597,41 @@ mod tests {
         }
     }
 
+    /// Links from "A" to these neighbours, running until `stop`.
+    struct Running {
+        flood: Flood,
+        threads: Vec<JoinHandle<()>>,
+        stop: Sender<()>,
+    }
+
+    impl Running {
+        fn start(neighbours: &[ServerSpec], store: &Store) -> Running {
+            let (stop, stop_rx) = crossbeam_channel::bounded(0);
+            let (flood, threads) = start(
+                "A",
+                neighbours,
+                store,
+                &ServerLog::discard(),
+                None,
+                &stop_rx,
+            )
+            .unwrap();
+            Running {
+                flood,
+                threads,
+                stop,
+            }
+        }
+
+        /// Ends the link threads the way the server does, and joins them.
+        fn stop(self) {
+            drop(self.stop);
+            for t in self.threads {
+                t.join().unwrap();
+            }
+        }
+    }
+
     /// A link resyncs the store's records as soon as it connects, and a
     /// broadcast's `wait` returns only once the line is in the socket,
     /// confirmed by the one link that is up.
@@ -609,17 +644,9 @@ mod tests {
             PeerCommand::At(at) => store.offer(at),
             other => panic!("{other:?}"),
         };
-        let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
         let port = neighbour.local_addr().unwrap().port();
-        let (flood, threads) = start(
-            "A",
-            &[spec(port)],
-            &store,
-            &ServerLog::discard(),
-            None,
-            &stop_rx,
-        )
-        .unwrap();
+        let running = Running::start(&[spec(port)], &store);
+        let flood = &running.flood;
         let (mut link, _) = neighbour.accept().unwrap();
         link.set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
@@ -641,10 +668,7 @@ mod tests {
         assert!(String::from_utf8(got)
             .unwrap()
             .ends_with("AT A +0.1 new +1+1 2\n"));
-        drop(stop_tx);
-        for t in threads {
-            t.join().unwrap();
-        }
+        running.stop();
     }
 
     /// A line is not sent back to the server that made it, only to the
@@ -660,10 +684,8 @@ mod tests {
             spec(c.local_addr().unwrap().port()),
         ];
         specs[1].name = "C".into();
-        let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
-        let store = Store::new();
-        let (flood, threads) =
-            start("A", &specs, &store, &ServerLog::discard(), None, &stop_rx).unwrap();
+        let running = Running::start(&specs, &Store::new());
+        let flood = &running.flood;
         let (mut to_b, _) = b.accept().unwrap();
         let (mut to_c, _) = c.accept().unwrap();
         // Wait until both links are up: a line of A's own reaches both.
@@ -681,10 +703,7 @@ mod tests {
                 .wait(Duration::from_secs(10)),
             1
         );
-        drop(stop_tx);
-        for t in threads {
-            t.join().unwrap();
-        }
+        running.stop();
         let (mut got_b, mut got_c) = (String::new(), String::new());
         to_b.read_to_string(&mut got_b).unwrap();
         to_c.read_to_string(&mut got_c).unwrap();
@@ -700,28 +719,16 @@ mod tests {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let (stop_tx, stop_rx) = crossbeam_channel::bounded(0);
-        let store = Store::new();
-        let (flood, threads) = start(
-            "A",
-            &[spec(port)],
-            &store,
-            &ServerLog::discard(),
-            None,
-            &stop_rx,
-        )
-        .unwrap();
+        let running = Running::start(&[spec(port)], &Store::new());
         for _ in 0..100 {
             assert_eq!(
-                flood
+                running
+                    .flood
                     .broadcast(Arc::from("AT A +0.1 x +1+1 2"))
                     .wait(Duration::from_secs(10)),
                 0
             );
         }
-        drop(stop_tx);
-        for t in threads {
-            t.join().unwrap();
-        }
+        running.stop();
     }
 }

@@ -1378,15 +1378,20 @@ mod tests {
 
     /// Sends a raw HTTP/1.1 request and returns the status code and body.
     fn http(addr: SocketAddr, request_line: &str) -> (u16, String, String) {
+        exchange(
+            addr,
+            &format!("{request_line} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+        )
+    }
+
+    /// Writes `request` as it is on a new connection and reads the whole
+    /// answer: its status code, head and body.
+    fn exchange(addr: SocketAddr, request: &str) -> (u16, String, String) {
         let mut stream = TcpStream::connect(addr).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
-        write!(
-            stream,
-            "{request_line} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
         let (head, body) = response
@@ -1664,23 +1669,13 @@ mod tests {
 
     /// Sends a raw HTTP/1.1 POST with these extra header lines and body.
     fn post(addr: SocketAddr, path: &str, headers: &str, body: &str) -> (u16, String, String) {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        write!(
-            stream,
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
-            body.len()
+        exchange(
+            addr,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
         )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let (head, body) = response
-            .split_once("\r\n\r\n")
-            .expect("a complete response");
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, head.to_owned(), body.to_owned())
     }
 
     /// Over real HTTP the New endpoint answers `new_answer`'s bytes, keeps

@@ -141,7 +141,10 @@ fn four_hundred_clients_at_once() {
 /// Flooding is on its way before the reply: by the time a client has read
 /// its IAMAT reply, the AT line is already in the neighbour's socket, so a
 /// neighbour asked right afterwards can know it. The neighbour here is a
-/// bare listener standing in for a server's peer port.
+/// bare listener standing in for a server's peer port. On an idle machine
+/// the link thread usually wins this race even without the wait, so this
+/// checks the outcome; `flood::tests::resync_then_confirmed_delivery`
+/// pins the mechanism (the wait returns only once the link has written).
 #[test]
 fn update_reaches_neighbour_socket_before_reply() {
     use proxy_herd::herd::HerdFile;
