@@ -3,8 +3,7 @@
 
 mod support;
 
-use std::net::TcpStream;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use support::process::*;
 use support::*;
@@ -186,9 +185,7 @@ fn acknowledged_updates_survive_kill_9() {
             if !journal {
                 cmd.arg("--no-journal");
             }
-            let child = cmd.stderr(Stdio::null()).spawn().unwrap();
-            wait_until("A to listen", || TcpStream::connect(addr).is_ok());
-            Proc(child)
+            process::start("A", &config, &dir, cmd)
         };
         let mut server = start();
         let mut last = String::new();

@@ -6,7 +6,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use proxy_herd::places::layout::squeeze_newlines;
@@ -16,6 +16,7 @@ use proxy_herd::protocol::Location;
 use proxy_herd::stub::{self, Behaviour, PlacesStub};
 use serde_json::{json, Value};
 
+use support::process::{self, Proc, BIN};
 use support::*;
 
 const KEY: &str = "SECRET-new-api-key-4711";
@@ -405,18 +406,6 @@ fn key_is_never_in_reply_or_log() {
     }
 }
 
-const BIN: &str = env!("CARGO_BIN_EXE_proxy-herd");
-
-/// A `proxy-herd` process, killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the binary as the only server `A` of a herd file on a free
 /// port, with these extra flags and environment, and waits until it
 /// listens.
@@ -436,15 +425,12 @@ fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Proc, SocketAddr) 
         .args(args)
         .env_remove("GOOGLE_PLACES_API_KEY")
         .env_remove("PLACES_URL")
-        .env_remove("PLACES_API")
-        .stderr(Stdio::null());
+        .env_remove("PLACES_API");
     for (name, value) in env {
         command.env(name, value);
     }
-    let child = Proc(command.spawn().unwrap());
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    wait_until("A to listen", || std::net::TcpStream::connect(addr).is_ok());
-    (child, addr)
+    let child = process::start("A", &config, dir, command);
+    (child, SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 /// The binary's default URL follows the API: with no key (so nothing is

@@ -6,7 +6,7 @@ pub mod process;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -39,31 +39,23 @@ pub struct TestHerd {
     ports: BTreeMap<String, (u16, u16)>,
 }
 
-/// A free loopback port. The listener is dropped, so there is a small
-/// window in which another process could take the port; tests accept it.
+/// A loopback port nothing uses yet, that no other socket of this process
+/// will be given before a server binds it (see
+/// [`proxy_herd::bench::spawn::free_port`] for why a port from `bind(0)`
+/// is not safe).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    proxy_herd::bench::spawn::free_port().unwrap()
 }
 
-/// A herd file's servers on free loopback ports. Every port is held
-/// until all are chosen, so no two servers of the herd get the same one.
+/// A herd file's servers on free loopback ports, every one different.
 pub fn herd_on_free_ports(names: &[&str], links: &[(&str, &str)]) -> HerdFile {
-    let held: Vec<TcpListener> = (0..names.len() * 2)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let port = |i: usize| i64::from(held[i].local_addr().unwrap().port());
     let servers = names
         .iter()
-        .enumerate()
-        .map(|(i, n)| {
+        .map(|n| {
             let entry = ServerEntry {
                 host: "127.0.0.1".into(),
-                port: port(2 * i),
-                peer_port: Some(port(2 * i + 1)),
+                port: i64::from(free_port()),
+                peer_port: Some(i64::from(free_port())),
                 peer_host: None,
             };
             (n.to_string(), entry)

@@ -2,7 +2,7 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use super::{herd_on_free_ports, wait_until, PATIENCE};
@@ -45,22 +45,42 @@ impl Drop for Proc {
 }
 
 /// Starts `proxy-herd NAME --config FILE --log-dir DIR` and waits until
-/// its client port answers.
+/// both its ports answer. Its stderr goes to `DIR/NAME.stderr`, quoted if
+/// it exits instead.
 pub fn spawn(name: &str, config: &Path, log_dir: &Path) -> Proc {
-    let child = Command::new(BIN)
-        .args([name, "--config"])
+    let mut cmd = Command::new(BIN);
+    cmd.args([name, "--config"])
         .arg(config)
         .arg("--log-dir")
         .arg(log_dir)
-        .env_remove("GOOGLE_PLACES_API_KEY")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port_of(config, name)).into();
+        .env_remove("GOOGLE_PLACES_API_KEY");
+    start(name, config, log_dir, cmd)
+}
+
+/// Runs `cmd` (a `proxy-herd NAME` command) with stderr in
+/// `DIR/NAME.stderr`, and waits until the client and
+/// peer ports of NAME in `config` both answer while the process still
+/// runs.
+pub fn start(name: &str, config: &Path, log_dir: &Path, mut cmd: Command) -> Proc {
+    let stderr_path = log_dir.join(format!("{name}.stderr"));
+    let stderr = std::fs::File::create(&stderr_path).unwrap();
+    let child = cmd.stderr(stderr).spawn().unwrap();
+    let mut proc = Proc(child);
+    let text = std::fs::read_to_string(config).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let port = |key: &str| v["servers"][name][key].as_u64().map(|p| p as u16);
+    let client = port("port").unwrap();
+    let peer = port("peer_port").unwrap_or(client + 10000);
     wait_until(&format!("{name} to listen"), || {
-        TcpStream::connect(addr).is_ok()
+        if let Some(status) = proc.0.try_wait().unwrap() {
+            let why = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+            panic!("{name} exited ({status}) instead of listening: {why}");
+        }
+        [client, peer]
+            .iter()
+            .all(|&p| TcpStream::connect(("127.0.0.1", p)).is_ok())
     });
-    Proc(child)
+    proc
 }
 
 pub fn signal(proc: &Proc, sig: &str) {
