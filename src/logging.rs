@@ -27,7 +27,7 @@
 //! line (the newlines of a WHATSAT reply) are escaped so one event is one
 //! line of the file.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -123,6 +123,10 @@ pub struct BatchWriter {
     queue: Sender<ToWriter>,
 }
 
+/// Room reserved for one formatted log line (timestamp, level, address,
+/// an AT line), enough for nearly all of them.
+const LINE_CAPACITY: usize = 192;
+
 /// At most this many bytes go out in one write.
 const BATCH_BYTES: usize = 64 * 1024;
 
@@ -184,9 +188,11 @@ impl Log for BatchWriter {
     }
 
     fn log(&self, record: &Record<'_>) {
-        let _ = self
-            .queue
-            .send(ToWriter::Line(format!("{}\n", record.args())));
+        // Sized for a typical line up front: growing a `String` from empty
+        // while formatting costs several reallocations per line.
+        let mut line = String::with_capacity(LINE_CAPACITY);
+        let _ = writeln!(line, "{}", record.args());
+        let _ = self.queue.send(ToWriter::Line(line));
     }
 
     fn flush(&self) {

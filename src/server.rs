@@ -472,6 +472,23 @@ fn serve_lines(shared: &Shared, stream: &TcpStream, peer: &str, port: Port) -> S
             return "unproven link".into();
         }
     }
+    // AT lines learnt from a neighbour, stored but not yet journaled or
+    // passed on; see `Shared::pass_on`.
+    let mut learnt = Vec::new();
+    let how = serve_each_line(shared, &mut lines, &mut writer, peer, port, &mut learnt);
+    shared.pass_on(&mut learnt);
+    how
+}
+
+/// The loop of [`serve_lines`].
+fn serve_each_line(
+    shared: &Shared,
+    lines: &mut Lines<&TcpStream>,
+    writer: &mut &TcpStream,
+    peer: &str,
+    port: Port,
+    learnt: &mut Vec<Arc<str>>,
+) -> String {
     loop {
         let raw = match lines.next_line() {
             Ok(Some(raw)) => raw,
@@ -500,8 +517,13 @@ fn serve_lines(shared: &Shared, stream: &TcpStream, peer: &str, port: Port) -> S
         };
         let reply = match port {
             Port::Client => shared.client_line(&raw, peer),
-            Port::Peer => shared.peer_line(&raw, peer),
+            Port::Peer => shared.peer_line(&raw, peer, learnt),
         };
+        if !lines.ready() {
+            // The burst is over and the next read may block: pass on what
+            // it taught us before waiting.
+            shared.pass_on(learnt);
+        }
         if let Some(reply) = reply {
             if let Err(e) = writer.write_all(reply.as_bytes()) {
                 return format!("write error: {e}");
@@ -639,9 +661,10 @@ impl Shared {
         }
     }
 
-    /// Handles one line from a neighbour: a valid AT is stored and flooded
-    /// on if new, and gets no reply.
-    fn peer_line(&self, raw: &[u8], peer: &str) -> Option<String> {
+    /// Handles one line from a neighbour: a valid AT is stored, and if it
+    /// is new its line joins `learnt`, to be journaled and flooded on with
+    /// the rest of its burst. It gets no reply.
+    fn peer_line(&self, raw: &[u8], peer: &str, learnt: &mut Vec<Arc<str>>) -> Option<String> {
         let (text, command) = match decode(raw) {
             Ok(text) => (
                 text.to_string(),
@@ -657,15 +680,28 @@ impl Shared {
                 Some(protocol::invalid_reply(&text))
             }
             PeerCommand::At(record) => {
-                // Nobody waits for a reply here, so neither do we.
                 if let Some(stored) = self.store.offer(record) {
-                    if let Some(journal) = &self.journal {
-                        journal.append(&stored.line);
-                    }
-                    drop(self.flood.broadcast(Arc::from(stored.line.as_str())));
+                    learnt.push(Arc::from(stored.line.as_str()));
                 }
                 None
             }
+        }
+    }
+
+    /// Journals the AT lines learnt from a neighbour's burst in one write
+    /// and queues them for the other neighbours. A link writes whatever
+    /// has piled up in its queue at once, so lines arrive in bursts, and
+    /// a burst costs one journal write instead of one per line. Nobody
+    /// waits for a reply here, so the links are not waited for either.
+    fn pass_on(&self, learnt: &mut Vec<Arc<str>>) {
+        if learnt.is_empty() {
+            return;
+        }
+        if let Some(journal) = &self.journal {
+            journal.append_all(learnt.iter().map(|line| &**line));
+        }
+        for line in learnt.drain(..) {
+            self.flood.forward(&line);
         }
     }
 }
@@ -709,6 +745,12 @@ impl<R: Read> Lines<R> {
             eof: false,
             max,
         }
+    }
+
+    /// Whether [`Lines::next_line`] can answer without reading: a whole
+    /// line is buffered, or the end of input was seen.
+    fn ready(&self) -> bool {
+        self.eof || self.buf[self.scanned..self.filled].contains(&b'\n')
     }
 
     /// The next line without its `\n`, or `None` at end-of-file.
