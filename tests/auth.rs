@@ -39,7 +39,7 @@ fn proven_links_flood() {
 #[test]
 fn unproven_connection_changes_nothing() {
     let dir = temp_dir("auth");
-    let mut herd = herd_with(["s", "s", "s"], Some(dir.clone()));
+    let mut herd = herd_with(["s", "s", "s"], Some(dir.to_path_buf()));
     let reply = one_shot(herd.peer_addr("B"), "AT A +0.1 spoofed +1+1 1\n");
     let challenge = reply.strip_prefix("CHALLENGE ").expect("a challenge first");
     assert_eq!(challenge.trim_end().len(), 32, "{reply}");

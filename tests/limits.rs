@@ -23,8 +23,13 @@ fn max_connections() {
         max_connections: 2,
         ..Limits::default()
     };
-    let mut herd =
-        TestHerd::start_configured(&["Riley"], &[], no_places(), limits, Some(dir.clone()));
+    let mut herd = TestHerd::start_configured(
+        &["Riley"],
+        &[],
+        no_places(),
+        limits,
+        Some(dir.to_path_buf()),
+    );
     let mut first = connect(herd.addr("Riley"));
     let mut second = connect(herd.addr("Riley"));
     // Both are being served (a reply proves the server took them).
@@ -64,8 +69,13 @@ fn idle_timeout() {
         idle_timeout: Some(Duration::from_millis(300)),
         ..Limits::default()
     };
-    let mut herd =
-        TestHerd::start_configured(&["Riley"], &[], no_places(), limits, Some(dir.clone()));
+    let mut herd = TestHerd::start_configured(
+        &["Riley"],
+        &[],
+        no_places(),
+        limits,
+        Some(dir.to_path_buf()),
+    );
     let mut silent = connect(herd.addr("Riley"));
     let mut got = Vec::new();
     // Blocks until the server closes the connection (or PATIENCE ends).
@@ -84,8 +94,13 @@ fn max_line() {
         max_line: 20,
         ..Limits::default()
     };
-    let mut herd =
-        TestHerd::start_configured(&["Riley"], &[], no_places(), limits, Some(dir.clone()));
+    let mut herd = TestHerd::start_configured(
+        &["Riley"],
+        &[],
+        no_places(),
+        limits,
+        Some(dir.to_path_buf()),
+    );
     let exactly = "IAMAT abcd +1+1 1234"; // 20 bytes
     assert_eq!(exactly.len(), 20);
     assert!(one_shot(herd.addr("Riley"), &format!("{exactly}\n")).starts_with("AT Riley"));
@@ -212,7 +227,7 @@ fn places_timeout() {
         &[],
         places,
         Limits::default(),
-        Some(dir.clone()),
+        Some(dir.to_path_buf()),
     );
     let at = at_line(&one_shot(herd.addr("Riley"), "IAMAT k +1+1 1\n"));
     let reply = one_shot(herd.addr("Riley"), "WHATSAT k 1 1\n");

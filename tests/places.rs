@@ -154,7 +154,7 @@ fn slow_places_delays_no_one_else() {
 fn log_records_places_without_key() {
     let stub = stub(Behaviour::Normal);
     let dir = temp_dir("placeslog");
-    let herd = TestHerd::start_with_logs(&["Riley"], &[], places(&stub), Some(dir.clone()));
+    let herd = TestHerd::start_with_logs(&["Riley"], &[], places(&stub), Some(dir.to_path_buf()));
     one_shot(herd.addr("Riley"), KIWI);
     one_shot(herd.addr("Riley"), "WHATSAT kiwi.cs.ucla.edu 10 5\n");
     drop(herd);

@@ -5,7 +5,7 @@
 mod support;
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use support::*;
@@ -19,7 +19,7 @@ const STUB_BIN: &str = env!("CARGO_BIN_EXE_places-stub");
 struct ScriptHerd {
     /// HERD_RUN_DIR, the current folder of the script, and where the herd
     /// file is.
-    dir: PathBuf,
+    dir: TempDir,
     stub_port: u16,
     /// Each server's client port.
     ports: Vec<(String, u16)>,
