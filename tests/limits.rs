@@ -13,6 +13,17 @@ fn log_of(dir: &std::path::Path) -> String {
     std::fs::read_to_string(dir.join("Riley.log")).unwrap()
 }
 
+/// Riley alone, with these limits, logging to `dir`.
+fn riley_alone(limits: Limits, dir: &std::path::Path) -> TestHerd {
+    TestHerd::start_configured(
+        &["Riley"],
+        &[],
+        no_places(),
+        limits,
+        Some(dir.to_path_buf()),
+    )
+}
+
 /// Past `max_connections`, a new client connection is closed at once with
 /// nothing sent, the open ones keep working, and a slot freed is usable
 /// again. The refusal is logged.
@@ -23,13 +34,7 @@ fn max_connections() {
         max_connections: 2,
         ..Limits::default()
     };
-    let mut herd = TestHerd::start_configured(
-        &["Riley"],
-        &[],
-        no_places(),
-        limits,
-        Some(dir.to_path_buf()),
-    );
+    let mut herd = riley_alone(limits, &dir);
     let mut first = connect(herd.addr("Riley"));
     let mut second = connect(herd.addr("Riley"));
     // Both are being served (a reply proves the server took them).
@@ -69,13 +74,7 @@ fn idle_timeout() {
         idle_timeout: Some(Duration::from_millis(300)),
         ..Limits::default()
     };
-    let mut herd = TestHerd::start_configured(
-        &["Riley"],
-        &[],
-        no_places(),
-        limits,
-        Some(dir.to_path_buf()),
-    );
+    let mut herd = riley_alone(limits, &dir);
     let mut silent = connect(herd.addr("Riley"));
     let mut got = Vec::new();
     // Blocks until the server closes the connection (or PATIENCE ends).
@@ -94,13 +93,7 @@ fn max_line() {
         max_line: 20,
         ..Limits::default()
     };
-    let mut herd = TestHerd::start_configured(
-        &["Riley"],
-        &[],
-        no_places(),
-        limits,
-        Some(dir.to_path_buf()),
-    );
+    let mut herd = riley_alone(limits, &dir);
     let exactly = "IAMAT abcd +1+1 1234"; // 20 bytes
     assert_eq!(exactly.len(), 20);
     assert!(one_shot(herd.addr("Riley"), &format!("{exactly}\n")).starts_with("AT Riley"));
