@@ -835,15 +835,24 @@ fn run() -> Outcome {
 fn scenario(net: &Net) -> Result<(), String> {
     let log_dir = temp_dir("partition");
     println!(
-        "{NAME}: five namespaces {}-*, hosts 10.231.{}.10-14, logs in {}",
+        "{NAME}: five namespaces {}-*, hosts 10.231.{}.10-14, logs in {} (kept if the test fails)",
         net.prefix,
         net.subnet,
         log_dir.display()
     );
-    let config = net.herd_file(&log_dir);
+    let result = scenario_in(net, &log_dir);
+    if result.is_err() {
+        log_dir.keep();
+    }
+    result
+}
+
+/// [`scenario`], its servers logging to `log_dir`.
+fn scenario_in(net: &Net, log_dir: &Path) -> Result<(), String> {
+    let config = net.herd_file(log_dir);
     let started = Instant::now();
     for name in FIVE {
-        net.spawn(name, &config, &log_dir)?;
+        net.spawn(name, &config, log_dir)?;
     }
     // Client times count from a base in the recent past.
     let base = SystemTime::now()
@@ -858,15 +867,15 @@ fn scenario(net: &Net) -> Result<(), String> {
     };
     // Every server listens, and every link of the herd is up both ways,
     // so that the cut hits established connections.
-    wait_for("servers to listen", START_BOUND, &log_dir, || {
+    wait_for("servers to listen", START_BOUND, log_dir, || {
         for name in FIVE {
             TcpStream::connect_timeout(&net.client_addr(name), Duration::from_millis(500))
                 .map_err(|e| format!("{name}: {e}"))?;
         }
         Ok(())
     })?;
-    wait_for("every link to come up", START_BOUND, &log_dir, || {
-        all_links_up(&log_dir)
+    wait_for("every link to come up", START_BOUND, log_dir, || {
+        all_links_up(log_dir)
     })?;
     let startup = started.elapsed();
     for &update in BEFORE {
@@ -876,7 +885,7 @@ fn scenario(net: &Net) -> Result<(), String> {
     let first = wait_for(
         "the herd to converge before the cut",
         SIDE_BOUND,
-        &log_dir,
+        log_dir,
         || check(&mut clients, net, &FIVE, &expected),
     )?;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
@@ -888,13 +897,13 @@ fn scenario(net: &Net) -> Result<(), String> {
     );
 
     // Round 1: a short cut, which the servers' links never notice.
-    cut_round(&mut clients, net, &log_dir, 1, 0, false)?;
+    cut_round(&mut clients, net, log_dir, 1, 0, false)?;
     // Round 2: a cut long enough for the servers to notice it (their
     // links' keepalive and user timeout), so the heal goes through
     // reconnect and resync.
-    cut_round(&mut clients, net, &log_dir, 2, 100_000, true)?;
+    cut_round(&mut clients, net, log_dir, 2, 100_000, true)?;
 
-    let dead = dead_servers(&log_dir);
+    let dead = dead_servers(log_dir);
     if !dead.is_empty() {
         return Err(format!("servers died: {}", dead.join("; ")));
     }

@@ -268,9 +268,18 @@ pub fn no_places() -> PlacesConfig {
 /// logs can be read.
 pub struct TempDir(PathBuf);
 
+impl TempDir {
+    /// Keeps the folder after all (a test that fails without panicking).
+    pub fn keep(mut self) -> PathBuf {
+        std::mem::take(&mut self.0)
+    }
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if self.0.as_os_str().is_empty() {
+            // Kept.
+        } else if std::thread::panicking() {
             eprintln!("kept {} for the failing test", self.0.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.0);
