@@ -495,6 +495,16 @@ impl Link {
                     recv(self.queue) -> first => {
                         let Ok(first) = first else { break 'serve Ended::Shutdown };
                         self.writing.store(true, Ordering::SeqCst);
+                        if first.ack.is_none() {
+                            // Nobody waits on this line: let the threads
+                            // that are ready to run go first. Under load
+                            // they are the ones queueing more lines for
+                            // this link, so the write below carries them
+                            // too, and the neighbour wakes once for all.
+                            // On an idle machine nothing else is ready and
+                            // this returns at once.
+                            thread::yield_now();
+                        }
                         batch.push(first);
                         while batch.len() < BATCH {
                             match self.queue.try_recv() {

@@ -523,6 +523,14 @@ fn serve_each_line(
             // The burst is over and the next read may block: pass on what
             // it taught us before waiting.
             shared.pass_on(learnt);
+            if port == Port::Peer {
+                // Before reading again, let the threads that are ready to
+                // run go first: under load the neighbour's link is among
+                // them, and the next read then takes a bigger burst (one
+                // wake-up for many lines). Idle, this returns at once.
+                // Client connections do not do this: their clients wait.
+                thread::yield_now();
+            }
         }
         if let Some(reply) = reply {
             if let Err(e) = writer.write_all(reply.as_bytes()) {
