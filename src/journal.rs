@@ -113,7 +113,8 @@ impl Journal {
     /// against other threads' appends. A neighbour's link delivers lines
     /// in bursts, so its connection thread journals a burst at once.
     pub fn append_all<'a>(&self, lines: impl IntoIterator<Item = &'a str>) {
-        let mut entry = String::new();
+        // Room for one typical AT line and its newline; a burst grows it.
+        let mut entry = String::with_capacity(256);
         for line in lines {
             entry.push_str(line);
             entry.push('\n');
