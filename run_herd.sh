@@ -178,19 +178,33 @@ answers() {
     (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
 }
 
-# Waits until HOST PORT answers. Fails at once if process PID is gone.
+# Waits until HOST PORT answers and, if READY is given, the program has
+# printed READY to its .out file. A server prints its "serving clients"
+# line only once both its ports are bound: its client port alone answers
+# a moment before a taken peer port can still make it exit. Fails at once
+# if process PID is gone.
 wait_for() {
-    local what=$1 pid=$2 host=$3 port=$4 tries=$((START_TIMEOUT * 20))
-    while ! answers "$host" "$port" || ! kill -0 "$pid" 2>/dev/null; do
-        if ! kill -0 "$pid" 2>/dev/null || ((tries-- <= 0)); then
-            {
-                echo "run_herd.sh: $what did not come up on $host:$port; see $(shown logs)$what.out${5:+ and $(shown logs)$what.log}"
-                tail -n 5 "$LOG_DIR/$what.out" 2>/dev/null | sed 's/^/  | /'
-            } >&2
-            return 1
-        fi
-        sleep 0.05
+    local what=$1 pid=$2 host=$3 port=$4 ready=${5:-} tries=$((START_TIMEOUT * 20))
+    until [[ -z "$ready" ]] || grep -qF "$ready" "$LOG_DIR/$what.out" 2>/dev/null; do
+        check_alive "$what" "$pid" "$host" "$port" "$ready" || return 1
     done
+    until answers "$host" "$port" && kill -0 "$pid" 2>/dev/null; do
+        check_alive "$what" "$pid" "$host" "$port" "$ready" || return 1
+    done
+}
+
+# One step of wait_for: fails, saying so, if PID is gone or time is up;
+# otherwise waits a moment.
+check_alive() {
+    local what=$1 pid=$2 host=$3 port=$4 ready=$5
+    if ! kill -0 "$pid" 2>/dev/null || ((tries-- <= 0)); then
+        {
+            echo "run_herd.sh: $what did not come up on $host:$port; see $(shown logs)$what.out${ready:+ and $(shown logs)$what.log}"
+            tail -n 5 "$LOG_DIR/$what.out" 2>/dev/null | sed 's/^/  | /'
+        } >&2
+        return 1
+    fi
+    sleep 0.05
 }
 
 # SIGTERM, then wait (bounded) for the process to exit; SIGKILL if not.
@@ -283,7 +297,7 @@ cmd_start() {
     done
     for entry in "${started[@]}"; do
         i=${entry%%:*} pid=${entry#*:}
-        if wait_for "${NAMES[$i]}" "$pid" "${HOSTS[$i]}" "${PORTS[$i]}" log; then
+        if wait_for "${NAMES[$i]}" "$pid" "${HOSTS[$i]}" "${PORTS[$i]}" "serving clients"; then
             echo "Started ${NAMES[$i]} (PID $pid)"
         else
             stop_one "${NAMES[$i]}" >/dev/null

@@ -224,6 +224,8 @@ fn run(args: Args) -> Result<(), String> {
         log: log.clone(),
     };
     let server = server::start(config, listeners).map_err(|e| e.to_string())?;
+    // run_herd.sh waits for "serving clients": it means both ports are
+    // bound and the server is up.
     eprintln!(
         "proxy-herd: {} serving clients on {}, neighbours on {}, log {}",
         spec.name,
