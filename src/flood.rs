@@ -728,6 +728,17 @@ mod tests {
         assert!(!queue.worth_waiting_for(), "down");
     }
 
+    /// Waits until every link is up. Not by broadcasting until a wait
+    /// succeeds: that fills the queues, and a link with lines queued is
+    /// busy, which a reply does not wait for.
+    fn wait_up(flood: &Flood) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !flood.queues.iter().all(|q| q.up.load(Ordering::SeqCst)) {
+            assert!(Instant::now() < deadline, "the links did not come up");
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// A link resyncs the store's records as soon as it connects, and a
     /// broadcast's `wait` returns only once the line is in the socket,
     /// confirmed by the one link that is up.
@@ -750,13 +761,10 @@ mod tests {
         link.read_exact(&mut resync).unwrap();
         assert_eq!(resync, format!("{old}\n").as_bytes());
         // The link marks itself up right after the resync.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut confirmed = 0;
-        while confirmed == 0 && Instant::now() < deadline {
-            confirmed = flood
-                .broadcast(Arc::from("AT A +0.1 new +1+1 2"))
-                .wait(Duration::from_secs(10));
-        }
+        wait_up(flood);
+        let confirmed = flood
+            .broadcast(Arc::from("AT A +0.1 new +1+1 2"))
+            .wait(Duration::from_secs(10));
         assert_eq!(confirmed, 1);
         link.set_nonblocking(true).unwrap();
         let mut got = Vec::new();
@@ -784,15 +792,14 @@ mod tests {
         let flood = &running.flood;
         let (mut to_b, _) = b.accept().unwrap();
         let (mut to_c, _) = c.accept().unwrap();
-        // Wait until both links are up: a line of A's own reaches both.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while flood
-            .broadcast(Arc::from("AT A +0.1 warm +1+1 1"))
-            .wait(Duration::from_secs(10))
-            < 2
-        {
-            assert!(Instant::now() < deadline, "links did not come up");
-        }
+        wait_up(flood);
+        // A line of A's own reaches both.
+        assert_eq!(
+            flood
+                .broadcast(Arc::from("AT A +0.1 warm +1+1 1"))
+                .wait(Duration::from_secs(10)),
+            2
+        );
         assert_eq!(
             flood
                 .broadcast(Arc::from("AT B +0.1 x +1+1 2"))
