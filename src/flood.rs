@@ -252,6 +252,12 @@ impl Flood {
         }
     }
 
+    /// Whether this server has no neighbour at all (a herd of one), so
+    /// there is nothing to queue or wait for.
+    pub fn is_empty(&self) -> bool {
+        self.queues.is_empty()
+    }
+
     /// Queues an AT line for every neighbour but its origin, like
     /// [`Flood::broadcast`], for a caller that will not wait: a line
     /// learnt from a neighbour, which nobody is waiting to hear about. It

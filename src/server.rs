@@ -29,6 +29,7 @@
 //! end-of-file and end; the link threads end when the shutdown channel's
 //! sender is dropped.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{
@@ -622,8 +623,8 @@ impl Shared {
     fn client_line(&self, raw: &[u8], peer: &str) -> Option<String> {
         let received = now_nanos();
         let (text, command) = match decode(raw) {
-            Ok(text) => (text.to_string(), protocol::parse_client_line(text)),
-            Err(lossy) => (lossy, ClientCommand::Invalid),
+            Ok(text) => (Cow::Borrowed(text), protocol::parse_client_line(text)),
+            Err(lossy) => (Cow::Owned(lossy), ClientCommand::Invalid),
         };
         self.log.info(format_args!("{peer} <- {}", Escaped(&text)));
         match command {
@@ -644,11 +645,14 @@ impl Shared {
                 // up (PROTOCOL.md §5). The links are told first, so their
                 // writes overlap the journal's.
                 if let Some(stored) = self.store.offer(record) {
-                    let delivery = self.flood.broadcast(Arc::from(stored.line.as_str()));
+                    let delivery = (!self.flood.is_empty())
+                        .then(|| self.flood.broadcast(Arc::from(stored.line.as_str())));
                     if let Some(journal) = &self.journal {
                         journal.append(&stored.line);
                     }
-                    delivery.wait(DELIVERY_CAP);
+                    if let Some(delivery) = delivery {
+                        delivery.wait(DELIVERY_CAP);
+                    }
                 }
                 Some(reply)
             }
@@ -675,10 +679,10 @@ impl Shared {
     fn peer_line(&self, raw: &[u8], peer: &str, learnt: &mut Vec<Arc<str>>) -> Option<String> {
         let (text, command) = match decode(raw) {
             Ok(text) => (
-                text.to_string(),
+                Cow::Borrowed(text),
                 protocol::parse_peer_line(text, |s| self.herd.contains(s)),
             ),
-            Err(lossy) => (lossy, PeerCommand::Invalid),
+            Err(lossy) => (Cow::Owned(lossy), PeerCommand::Invalid),
         };
         self.log.info(format_args!("{peer} <- {}", Escaped(&text)));
         match command {

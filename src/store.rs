@@ -37,14 +37,24 @@ impl Store {
     /// gives `None`, which is what ends a flood.
     pub fn offer(&self, record: AtRecord) -> Option<Arc<AtRecord>> {
         let mut records = self.records.write();
-        match records.get(&record.update.client) {
-            Some(old) if !record.is_newer_than(old) => None,
-            _ => {
-                let record = Arc::new(record);
-                records.insert(record.update.client.clone(), Arc::clone(&record));
-                Some(record)
+        let (stored, replaced) = match records.get_mut(&record.update.client) {
+            Some(old) if !record.is_newer_than(old) => return None,
+            // A known client: its key stays, only the record changes.
+            Some(old) => {
+                let stored = Arc::new(record);
+                let replaced = std::mem::replace(old, Arc::clone(&stored));
+                (stored, Some(replaced))
             }
-        }
+            None => {
+                let stored = Arc::new(record);
+                records.insert(stored.update.client.clone(), Arc::clone(&stored));
+                (stored, None)
+            }
+        };
+        // The old record is freed after the lock is released.
+        drop(records);
+        drop(replaced);
+        Some(stored)
     }
 
     /// The stored record of a client, if any.
