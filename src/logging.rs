@@ -7,10 +7,11 @@
 //! binary simply owns one.
 //!
 //! fern filters and formats; the formatted lines then go to a
-//! [`BatchWriter`], which hands them to one writer thread per log file.
-//! That thread writes whatever has piled up in one `write`, so a busy
-//! server makes one system call for many lines instead of one per line,
-//! and no connection thread ever waits on the disk or on a file lock.
+//! [`BatchWriter`], which appends them to a buffer shared with one writer
+//! thread per log file (a copy under a lock, nothing else). That thread
+//! writes whatever has piled up in one `write`, so a busy server makes
+//! one system call for many lines instead of one per line, and no
+//! connection thread ever waits on the disk or on a file lock.
 //! [`ServerLog::flush`] waits until the writer has written everything
 //! logged before it: the server calls it on shutdown and on SIGINT or
 //! SIGTERM, so every line already logged is in the file when the process
@@ -27,6 +28,7 @@
 //! line (the newlines of a WHATSAT reply) are escaped so one event is one
 //! line of the file.
 
+use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::fs::File;
 use std::io::{self, Write};
@@ -36,6 +38,7 @@ use std::thread;
 use std::time::SystemTime;
 
 use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
 
 use log::{Level, LevelFilter, Log, Record};
 
@@ -109,75 +112,97 @@ impl ServerLog {
     }
 }
 
-/// What the writer thread is told.
+/// What the writer thread is told. Lines themselves do not travel
+/// through the channel: they wait in [`Pending`].
 enum ToWriter {
-    /// A formatted line, with its `\n`.
-    Line(String),
-    /// Say so once everything before this has been written.
+    /// Lines are waiting, and none were when the last write began.
+    Lines,
+    /// Say so once everything logged before this has been written.
     Flush(Sender<()>),
 }
 
-/// A `log::Log` that queues lines for a writer thread, which writes them
+/// Lines logged but not yet written, already formatted, one after the
+/// other. Connection threads append under the lock (a copy of one line);
+/// the writer swaps the whole text out under it. An earlier version sent
+/// each line through the channel as its own `String`: one allocation in
+/// the connection thread and one free in the writer thread per line,
+/// which showed in profiles of a busy server (malloc's cross-thread frees
+/// are not cheap).
+type Pending = Mutex<String>;
+
+/// A `log::Log` that gathers lines for a writer thread, which writes them
 /// in batches.
 pub struct BatchWriter {
+    pending: Arc<Pending>,
     queue: Sender<ToWriter>,
 }
 
-/// Room reserved for one formatted log line (timestamp, level, address,
-/// an AT line), enough for nearly all of them.
-const LINE_CAPACITY: usize = 192;
-
-/// At most this many bytes go out in one write.
+/// Room kept for the lines of one batch, so appending seldom reallocates.
 const BATCH_BYTES: usize = 64 * 1024;
 
 /// The pause between two writes of the log: lines reach the file at most
 /// this much later than they were logged.
 const BATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(2);
 
+thread_local! {
+    /// Where a thread formats its log line before copying it into
+    /// [`Pending`]: reused, so logging allocates nothing once warm, and
+    /// formatting happens outside the lock.
+    static SCRATCH: RefCell<String> = RefCell::new(String::with_capacity(256));
+}
+
 impl BatchWriter {
     /// Starts the writer thread for `file`. It ends, having written
     /// everything, when the last handle to the log is dropped.
     pub fn start(file: File, name: &str) -> io::Result<BatchWriter> {
         let (tx, rx) = crossbeam_channel::unbounded();
+        let pending = Arc::new(Mutex::new(String::with_capacity(BATCH_BYTES)));
+        let for_writer = Arc::clone(&pending);
         thread::Builder::new()
             .name(format!("{name} log"))
             .stack_size(64 * 1024)
-            .spawn(move || write_batches(file, &rx))?;
-        Ok(BatchWriter { queue: tx })
+            .spawn(move || write_batches(file, &for_writer, &rx))?;
+        Ok(BatchWriter { pending, queue: tx })
     }
 }
 
-fn write_batches(mut file: File, queue: &Receiver<ToWriter>) {
-    let mut buf = String::with_capacity(BATCH_BYTES);
+fn write_batches(mut file: File, pending: &Pending, queue: &Receiver<ToWriter>) {
+    let mut out = String::with_capacity(BATCH_BYTES);
     let mut acks = Vec::new();
-    while let Ok(first) = queue.recv() {
-        let mut next = Some(first);
-        while let Some(message) = next {
-            match message {
-                ToWriter::Line(line) => buf.push_str(&line),
-                ToWriter::Flush(ack) => acks.push(ack),
+    loop {
+        // Wait for lines (or a flush); the channel closes when the last
+        // handle is dropped, and then what is left is written and we end.
+        let open = match queue.recv() {
+            Ok(ToWriter::Flush(ack)) => {
+                acks.push(ack);
+                true
             }
-            next = if buf.len() < BATCH_BYTES {
-                queue.try_recv().ok()
-            } else {
-                None
-            };
+            Ok(ToWriter::Lines) => {
+                // Let lines pile up for a moment before the write. While
+                // they do, logging a line is a copy under a lock with no
+                // wake-up, so a busy server pays one wake-up and one write
+                // per interval instead of per line.
+                thread::sleep(BATCH_INTERVAL);
+                true
+            }
+            Err(_) => false,
+        };
+        // A flush asked for meanwhile is answered by this write too.
+        while let Ok(message) = queue.try_recv() {
+            if let ToWriter::Flush(ack) = message {
+                acks.push(ack);
+            }
         }
+        std::mem::swap(&mut *pending.lock(), &mut out);
         // A failing disk must not take the server down; the lines are
         // lost, and there is nowhere left to say so.
-        let _ = file.write_all(buf.as_bytes());
-        buf.clear();
-        let flushed = !acks.is_empty();
+        let _ = file.write_all(out.as_bytes());
+        out.clear();
         for ack in acks.drain(..) {
             let _ = ack.send(());
         }
-        // Let lines pile up for a moment before the next write. While this
-        // thread is not blocked in `recv`, logging a line is a plain queue
-        // push with no wake-up, so a busy server pays one wake-up and one
-        // write per interval instead of per line. A flush (shutdown) skips
-        // the pause.
-        if !flushed {
-            thread::sleep(BATCH_INTERVAL);
+        if !open {
+            return;
         }
     }
 }
@@ -188,11 +213,19 @@ impl Log for BatchWriter {
     }
 
     fn log(&self, record: &Record<'_>) {
-        // Sized for a typical line up front: growing a `String` from empty
-        // while formatting costs several reallocations per line.
-        let mut line = String::with_capacity(LINE_CAPACITY);
-        let _ = writeln!(line, "{}", record.args());
-        let _ = self.queue.send(ToWriter::Line(line));
+        SCRATCH.with_borrow_mut(|line| {
+            line.clear();
+            let _ = writeln!(line, "{}", record.args());
+            let mut pending = self.pending.lock();
+            let was_empty = pending.is_empty();
+            pending.push_str(line);
+            drop(pending);
+            if was_empty {
+                // The first line since the last write wakes the writer;
+                // the others find it awake (or sleeping out its interval).
+                let _ = self.queue.send(ToWriter::Lines);
+            }
+        });
     }
 
     fn flush(&self) {
