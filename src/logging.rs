@@ -144,6 +144,10 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// this much later than they were logged.
 const BATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// The most room a thread keeps for formatting its log lines between
+/// lines; a longer line's buffer is given back once it is copied.
+const SCRATCH_KEPT: usize = 4096;
+
 thread_local! {
     /// Where a thread formats its log line before copying it into
     /// [`Pending`]: reused, so logging allocates nothing once warm, and
@@ -220,6 +224,11 @@ impl Log for BatchWriter {
             let was_empty = pending.is_empty();
             pending.push_str(line);
             drop(pending);
+            if line.capacity() > SCRATCH_KEPT {
+                // A whole WHATSAT reply was logged: do not keep its room
+                // for the rest of a long connection's life.
+                *line = String::with_capacity(256);
+            }
             if was_empty {
                 // The first line since the last write wakes the writer;
                 // the others find it awake (or sleeping out its interval).
