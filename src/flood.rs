@@ -210,76 +210,77 @@ impl Flood {
     /// that made it (the second field of the line): that server stored the
     /// record before flooding it, so sending it back is wasted work for
     /// both. Never blocks: the queues are unbounded, and emptied while a
-    /// link is down. The returned [`Delivery`] can wait until the links
-    /// that are up have written it.
-    pub fn broadcast(&self, line: Arc<str>) -> Delivery {
-        let origin = line.split(' ').nth(1).unwrap_or_default();
-        let waits: Vec<bool> = self
+    /// link is down. The returned [`Delivery`] can wait until the idle
+    /// links that are up have written it; when there is none (no
+    /// neighbour, or all busy) it waits for nothing and cost nothing.
+    pub fn broadcast(&self, line: &str) -> Delivery {
+        let origin = origin_of(line);
+        let pending = self
             .queues
             .iter()
             .enumerate()
-            .map(|(index, queue)| {
-                index < 64 && queue.neighbour != origin && queue.worth_waiting_for()
-            })
-            .collect();
-        let pending = waits
-            .iter()
-            .enumerate()
-            .filter(|(_, &wait)| wait)
+            .take(64)
+            .filter(|(_, queue)| queue.neighbour != origin && queue.worth_waiting_for())
             .fold(0u64, |bits, (index, _)| bits | 1 << index);
-        let acks = Arc::new(Acks {
-            pending: AtomicU64::new(pending),
-            written: AtomicUsize::new(0),
-            waiter: thread::current(),
+        let acks = (pending != 0).then(|| {
+            Arc::new(Acks {
+                pending: AtomicU64::new(pending),
+                written: AtomicUsize::new(0),
+                waiter: thread::current(),
+            })
         });
-        for (index, queue) in self.queues.iter().enumerate() {
-            if queue.neighbour == origin {
-                continue;
-            }
-            let outgoing = Outgoing {
-                line: Arc::clone(&line),
-                ack: waits[index].then(|| AckToken {
-                    acks: Arc::clone(&acks),
-                    bit: 1 << index,
-                }),
-            };
-            // A closed queue means the server is shutting down.
-            let _ = queue.tx.send(outgoing);
-        }
+        self.queue_line(line, acks.as_ref().map(|acks| (acks, pending)));
         Delivery {
             flood: self.clone(),
             acks,
         }
     }
 
-    /// Whether this server has no neighbour at all (a herd of one), so
-    /// there is nothing to queue or wait for.
-    pub fn is_empty(&self) -> bool {
-        self.queues.is_empty()
+    /// Queues an AT line like [`Flood::broadcast`], for a caller that will
+    /// not wait: a line learnt from a neighbour, which nobody is waiting
+    /// to hear about.
+    pub fn forward(&self, line: &str) {
+        self.queue_line(line, None);
     }
 
-    /// Queues an AT line for every neighbour but its origin, like
-    /// [`Flood::broadcast`], for a caller that will not wait: a line
-    /// learnt from a neighbour, which nobody is waiting to hear about. It
-    /// skips the bookkeeping a wait needs (one allocation per line).
-    pub fn forward(&self, line: &Arc<str>) {
-        let origin = line.split(' ').nth(1).unwrap_or_default();
-        for queue in self.queues.iter() {
-            if queue.neighbour != origin {
-                let _ = queue.tx.send(Outgoing {
-                    line: Arc::clone(line),
-                    ack: None,
-                });
+    /// Puts `line` on the queue of every neighbour but its origin, with an
+    /// [`AckToken`] for each link whose bit is set in the `acks` mask. The
+    /// line is copied once, and only if some queue takes it.
+    fn queue_line(&self, line: &str, acks: Option<(&Arc<Acks>, u64)>) {
+        let origin = origin_of(line);
+        let mut shared: Option<Arc<str>> = None;
+        for (index, queue) in self.queues.iter().enumerate() {
+            if queue.neighbour == origin {
+                continue;
             }
+            let bit = if index < 64 { 1u64 << index } else { 0 };
+            let ack = acks
+                .filter(|(_, mask)| mask & bit != 0)
+                .map(|(acks, _)| AckToken {
+                    acks: Arc::clone(acks),
+                    bit,
+                });
+            let outgoing = Outgoing {
+                line: Arc::clone(shared.get_or_insert_with(|| Arc::from(line))),
+                ack,
+            };
+            // A closed queue means the server is shutting down.
+            let _ = queue.tx.send(outgoing);
         }
     }
+}
+
+/// The server that made an AT line: its second field.
+fn origin_of(line: &str) -> &str {
+    line.split(' ').nth(1).unwrap_or_default()
 }
 
 /// An update's way to the neighbours, to wait on before replying.
 #[must_use = "wait on it before replying, or drop it to not care"]
 pub struct Delivery {
     flood: Flood,
-    acks: Arc<Acks>,
+    /// `None` when no link was worth waiting for.
+    acks: Option<Arc<Acks>>,
 }
 
 impl Delivery {
@@ -288,9 +289,10 @@ impl Delivery {
     /// Returns how many links confirmed the write. Must be called on the
     /// thread that broadcast, which is the one the links wake.
     pub fn wait(self, cap: Duration) -> usize {
+        let Some(acks) = &self.acks else { return 0 };
         let deadline = Instant::now() + cap;
         loop {
-            let pending = self.acks.pending.load(Ordering::SeqCst);
+            let pending = acks.pending.load(Ordering::SeqCst);
             if pending == 0 {
                 break;
             }
@@ -307,7 +309,7 @@ impl Delivery {
             // which the loop absorbs).
             thread::park_timeout(deadline - now);
         }
-        self.acks.written.load(Ordering::SeqCst)
+        acks.written.load(Ordering::SeqCst)
     }
 }
 
@@ -769,7 +771,7 @@ mod tests {
         // The link marks itself up right after the resync.
         wait_up(flood);
         let confirmed = flood
-            .broadcast(Arc::from("AT A +0.1 new +1+1 2"))
+            .broadcast("AT A +0.1 new +1+1 2")
             .wait(Duration::from_secs(10));
         assert_eq!(confirmed, 1);
         link.set_nonblocking(true).unwrap();
@@ -802,13 +804,13 @@ mod tests {
         // A line of A's own reaches both.
         assert_eq!(
             flood
-                .broadcast(Arc::from("AT A +0.1 warm +1+1 1"))
+                .broadcast("AT A +0.1 warm +1+1 1")
                 .wait(Duration::from_secs(10)),
             2
         );
         assert_eq!(
             flood
-                .broadcast(Arc::from("AT B +0.1 x +1+1 2"))
+                .broadcast("AT B +0.1 x +1+1 2")
                 .wait(Duration::from_secs(10)),
             1
         );
@@ -833,7 +835,7 @@ mod tests {
             assert_eq!(
                 running
                     .flood
-                    .broadcast(Arc::from("AT A +0.1 x +1+1 2"))
+                    .broadcast("AT A +0.1 x +1+1 2")
                     .wait(Duration::from_secs(10)),
                 0
             );

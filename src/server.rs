@@ -488,7 +488,7 @@ fn serve_each_line(
     writer: &mut &TcpStream,
     peer: &str,
     port: Port,
-    learnt: &mut Vec<Arc<str>>,
+    learnt: &mut Vec<Arc<AtRecord>>,
 ) -> String {
     loop {
         let raw = match lines.next_line() {
@@ -520,18 +520,16 @@ fn serve_each_line(
             Port::Client => shared.client_line(&raw, peer),
             Port::Peer => shared.peer_line(&raw, peer, learnt),
         };
-        if !lines.ready() {
+        if port == Port::Peer && !lines.ready() {
             // The burst is over and the next read may block: pass on what
-            // it taught us before waiting.
+            // it taught us before waiting. Then let the threads that are
+            // ready to run go first: under load the neighbour's link is
+            // among them, and the next read takes a bigger burst (one
+            // wake-up for many lines). Idle, this returns at once. Client
+            // connections do neither: they learn nothing to pass on, and
+            // their clients wait.
             shared.pass_on(learnt);
-            if port == Port::Peer {
-                // Before reading again, let the threads that are ready to
-                // run go first: under load the neighbour's link is among
-                // them, and the next read then takes a bigger burst (one
-                // wake-up for many lines). Idle, this returns at once.
-                // Client connections do not do this: their clients wait.
-                thread::yield_now();
-            }
+            thread::yield_now();
         }
         if let Some(reply) = reply {
             if let Err(e) = writer.write_all(reply.as_bytes()) {
@@ -645,14 +643,11 @@ impl Shared {
                 // up (PROTOCOL.md §5). The links are told first, so their
                 // writes overlap the journal's.
                 if let Some(stored) = self.store.offer(record) {
-                    let delivery = (!self.flood.is_empty())
-                        .then(|| self.flood.broadcast(Arc::from(stored.line.as_str())));
+                    let delivery = self.flood.broadcast(&stored.line);
                     if let Some(journal) = &self.journal {
                         journal.append(&stored.line);
                     }
-                    if let Some(delivery) = delivery {
-                        delivery.wait(DELIVERY_CAP);
-                    }
+                    delivery.wait(DELIVERY_CAP);
                 }
                 Some(reply)
             }
@@ -676,7 +671,7 @@ impl Shared {
     /// Handles one line from a neighbour: a valid AT is stored, and if it
     /// is new its line joins `learnt`, to be journaled and flooded on with
     /// the rest of its burst. It gets no reply.
-    fn peer_line(&self, raw: &[u8], peer: &str, learnt: &mut Vec<Arc<str>>) -> Option<String> {
+    fn peer_line(&self, raw: &[u8], peer: &str, learnt: &mut Vec<Arc<AtRecord>>) -> Option<String> {
         let (text, command) = match decode(raw) {
             Ok(text) => (
                 Cow::Borrowed(text),
@@ -693,7 +688,7 @@ impl Shared {
             }
             PeerCommand::At(record) => {
                 if let Some(stored) = self.store.offer(record) {
-                    learnt.push(Arc::from(stored.line.as_str()));
+                    learnt.push(stored);
                 }
                 None
             }
@@ -705,15 +700,15 @@ impl Shared {
     /// has piled up in its queue at once, so lines arrive in bursts, and
     /// a burst costs one journal write instead of one per line. Nobody
     /// waits for a reply here, so the links are not waited for either.
-    fn pass_on(&self, learnt: &mut Vec<Arc<str>>) {
+    fn pass_on(&self, learnt: &mut Vec<Arc<AtRecord>>) {
         if learnt.is_empty() {
             return;
         }
         if let Some(journal) = &self.journal {
-            journal.append_all(learnt.iter().map(|line| &**line));
+            journal.append_all(learnt.iter().map(|record| record.line.as_str()));
         }
-        for line in learnt.drain(..) {
-            self.flood.forward(&line);
+        for record in learnt.drain(..) {
+            self.flood.forward(&record.line);
         }
     }
 }
