@@ -127,6 +127,58 @@ fn flood_every_update_arrives() {
     assert!(report.comparisons[0].figures["p99"].as_f64().unwrap() > 0.0);
 }
 
+/// `sustain`: for each population the bench loads Riley on a fresh
+/// five-server herd and counts what reaches it behind Campbell. Every
+/// acknowledged update arrives (new clients), or is overtaken by a newer
+/// one of its client that arrives (cycling); the baseline's rate makes
+/// the ratios; every server's peak memory is read.
+#[test]
+fn sustain_counts_what_crosses_the_herd() {
+    let report = bench(&["sustain", "-c", "4", "--clients", "0,6", "--vs-baseline"]);
+    let sustained: Vec<&Measurement> = report
+        .measurements
+        .iter()
+        .filter(|m| m.mode == "sustain")
+        .collect();
+    assert_eq!(sustained.len(), 2, "{report:?}");
+    for m in &sustained {
+        assert_sane(m);
+        assert_eq!(m.extra["lost"], 0, "{m:?}");
+        let acked = m.extra["acked_per_s"].as_f64().unwrap();
+        assert!(acked > 0.0, "{m:?}");
+        assert!(m.extra["drain_s"].as_f64().unwrap() >= 0.0, "{m:?}");
+        assert!(m.extra["peak_rss_mib"].as_u64().unwrap() > 0, "{m:?}");
+        assert_eq!(
+            m.extra["peak_rss_each_mib"]
+                .as_str()
+                .unwrap()
+                .split(',')
+                .count(),
+            5,
+            "{m:?}"
+        );
+    }
+    // New clients: nothing to supersede, so every update arrived.
+    assert_eq!(sustained[0].extra["superseded"], 0);
+    assert_eq!(report.comparisons.len(), 2);
+    assert!(
+        report.comparisons[0].figures["propagated"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+}
+
+/// `iamat --servers 5 --alone` starts only the target of the five-server
+/// herd, its neighbours down, and serves every request.
+#[test]
+fn iamat_with_neighbours_down() {
+    let report = bench(&["iamat", "--servers", "5", "--alone", "-c", "2"]);
+    assert_eq!(report.measurements.len(), 1);
+    assert_sane(&report.measurements[0]);
+    assert_eq!(report.measurements[0].target, "herd Juzang (1 of 5 up)");
+}
+
 /// `conns` opens and holds connections, answers one IAMAT on each, and
 /// reads the memory of the server process, herd and baseline alike.
 #[test]

@@ -9,6 +9,9 @@
 //!   flight) behind `iamat`, `oneshot` and `whatsat`.
 //! - [`flood`]: the bench as a member of a herd, timing updates until
 //!   their AT lines reach it.
+//! - [`sustain`]: the herd under sustained load, measured at the far
+//!   end: an update counts when it has crossed the herd, not when its
+//!   reply came back.
 //! - [`conns`]: thousands of held connections, and the server's memory.
 //! - [`baseline`]: the bare thread-per-connection server every mode can
 //!   be compared with (`--vs-baseline`).
@@ -27,6 +30,7 @@ pub mod load;
 mod modes;
 pub mod spawn;
 pub mod stats;
+pub mod sustain;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -55,6 +59,15 @@ Modes:
   flood     The bench joins the herd as a member linked to a far server, sends
             IAMATs to a near server at a steady rate (--rate) and times each
             update until its AT line reaches it; counts lost updates.
+  sustain   The herd under sustained load, measured where it counts: the bench
+            joins the five-server herd as a member linked to --far, loads --near
+            with C closed-loop connections for D seconds, and times every update
+            from its reply until its AT line reaches the bench. Reports the
+            acknowledged rate, the propagated rate (updates that crossed the
+            herd per second, the drain after the load included), the lag
+            (p50/p99/max), the drain time, and the peak memory (VmHWM) of every
+            server. --clients 0 makes every update a new client; N cycles
+            through N clients. --vs-baseline adds the baseline's iamat rate.
   conns     Opens N connections (-n) and holds them, then one IAMAT on each:
             time to open all, time to answer all, and the server's memory per
             connection (VmRSS from /proc/PID/status; --pid, or the spawned herd).
@@ -63,8 +76,9 @@ Modes:
             flood). Alone, this mode measures it with the iamat load; with
             --serve-for it just serves, for other tools to measure.
   all       Every mode against a spawned herd and the baseline, with the
-            issue's settings (c=16,64; five servers; oneshot c=16; whatsat c=16;
-            flood at --rate; conns -n): one command for the whole table.
+            README's settings (c=16,64; five servers; oneshot c=16; whatsat c=16;
+            flood at --rate; sustain c=64 with --clients 0,100000; conns -n):
+            one command for the whole table.
 
 Targets:
   Without --addr the bench starts its own herd (--spawn-herd, the default):
@@ -82,6 +96,8 @@ Examples:
   proxy-herd-bench iamat -c 16,64 -d 10 --vs-baseline
   proxy-herd-bench iamat --servers 5 -c 16 --vs-baseline
   proxy-herd-bench flood --rate 200 -d 10 --vs-baseline
+  proxy-herd-bench sustain -c 64 -d 10 --clients 0,100000 --vs-baseline
+  proxy-herd-bench iamat --servers 5 --alone -c 16,64 --vs-baseline
   proxy-herd-bench conns -n 10000 --vs-baseline
   proxy-herd-bench all -d 10 --json > bench.json
   proxy-herd-bench iamat --addr 127.0.0.1:12000 -c 64";
@@ -132,6 +148,11 @@ pub struct Options {
     /// the folder of this program).
     #[arg(long, global = true, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
+
+    /// With --servers 5, start only the target server: its neighbours are
+    /// in the herd file but down, so its links keep retrying meanwhile.
+    #[arg(long, global = true)]
+    pub alone: bool,
 
     /// Also run the same load against the baseline server and print the
     /// herd/baseline ratios.
@@ -195,6 +216,8 @@ pub enum Mode {
     Whatsat(WhatsatArgs),
     /// Flood propagation latency, the bench joining the herd as a member.
     Flood(FloodArgs),
+    /// Sustained load, counted when updates reach the far end of the herd.
+    Sustain(SustainArgs),
     /// Many held connections: open time, answer time, memory per connection.
     Conns(ConnsArgs),
     /// The bare baseline server: measure it, or serve it (--serve-for).
@@ -241,6 +264,25 @@ pub struct FloodArgs {
     /// Updates per second.
     #[arg(long, default_value_t = 200.0, value_name = "PER_SEC")]
     pub rate: f64,
+}
+
+/// Options of `sustain`.
+#[derive(Args, Debug, Clone)]
+pub struct SustainArgs {
+    /// The server the load goes to.
+    #[arg(long, default_value = "Riley", value_name = "NAME")]
+    pub near: String,
+    /// The server the bench is linked to (the farthest from --near).
+    #[arg(long, default_value = "Campbell", value_name = "NAME")]
+    pub far: String,
+    /// Distinct clients, cycled through: 0 makes every update a new
+    /// client. A comma-separated list runs each, on a fresh herd.
+    #[arg(long, value_delimiter = ',', default_values_t = [0usize, 100_000],
+          value_name = "N[,N...]")]
+    pub clients: Vec<usize>,
+    /// Seconds to wait after the load for every update to arrive.
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    pub patience: f64,
 }
 
 /// Options of `conns`.
@@ -548,6 +590,7 @@ pub fn run(cli: &Cli) -> Result<Report, String> {
         Mode::Oneshot => modes::iamat(&ctx, true, &mut report)?,
         Mode::Whatsat(args) => modes::whatsat(&ctx, args, &mut report)?,
         Mode::Flood(args) => modes::flood(&ctx, args, &mut report)?,
+        Mode::Sustain(args) => modes::sustain(&ctx, args, &mut report)?,
         Mode::Conns(args) => modes::conns(&ctx, args, &mut report)?,
         Mode::Baseline(_) => modes::baseline(&ctx, &mut report)?,
         Mode::All(args) => modes::all(&ctx, args, &mut report)?,

@@ -12,7 +12,10 @@ use crate::protocol;
 use super::load::{self, Plan, Work};
 use super::spawn::{self, HerdPlan, Member, Procs, Server, SpawnedHerd, FIVE, FIVE_LINKS};
 use super::stats::Latency;
-use super::{conns, flood, AllArgs, ConnsArgs, Ctx, FloodArgs, Measurement, Report, WhatsatArgs};
+use super::{
+    conns, flood, sustain, AllArgs, ConnsArgs, Ctx, FloodArgs, Measurement, Report, SustainArgs,
+    WhatsatArgs,
+};
 use super::{Comparison, Options};
 
 /// The server under load, and what came with it.
@@ -70,11 +73,12 @@ impl Ctx {
                 links,
                 member: None,
                 stub,
+                only: self.o.alone.then_some(name.as_str()),
             },
             self.o.keep_logs,
         )?;
         let server = herd.servers[&name].clone();
-        let all = if names.len() > 1 {
+        let all = if names.len() > 1 && !self.o.alone {
             herd.servers
                 .iter()
                 .map(|(n, s)| (n.clone(), s.addr))
@@ -82,8 +86,13 @@ impl Ctx {
         } else {
             Vec::new()
         };
+        let label = if self.o.alone && names.len() > 1 {
+            format!("herd {name} (1 of {} up)", names.len())
+        } else {
+            format!("herd {name} ({} srv)", names.len())
+        };
         Ok(Target {
-            label: format!("herd {name} ({} srv)", names.len()),
+            label,
             addr: server.addr,
             pid: Some(server.pid),
             all,
@@ -438,6 +447,7 @@ pub(super) fn flood(ctx: &Ctx, args: &FloodArgs, report: &mut Report) -> Result<
                         link_to: args.far.clone(),
                     }),
                     stub: false,
+                    only: None,
                 },
                 ctx.o.keep_logs,
             )?;
@@ -600,6 +610,178 @@ pub(super) fn conns(ctx: &Ctx, args: &ConnsArgs, report: &mut Report) -> Result<
     Ok(())
 }
 
+/// `sustain`: a fresh five-server herd per setting, the bench a member
+/// linked to `--far`, closed-loop load on `--near`; then, with
+/// `--vs-baseline`, the baseline's iamat rate at the same connections.
+pub(super) fn sustain(ctx: &Ctx, args: &SustainArgs, report: &mut Report) -> Result<(), String> {
+    if ctx.o.addr.is_some() {
+        return Err("sustain spawns its own herd; it does not take --addr".into());
+    }
+    for name in [&args.near, &args.far] {
+        if !FIVE.contains(&name.as_str()) {
+            return Err(format!("{name} is not in the five-server herd"));
+        }
+    }
+    if args.near == args.far {
+        return Err("--near and --far must be different servers".into());
+    }
+    if !(args.patience.is_finite() && args.patience >= 0.0 && args.patience <= 3600.0) {
+        return Err(format!(
+            "--patience must be between 0 and 3600, not {}",
+            args.patience
+        ));
+    }
+    let me = "Bench";
+    let mut procs = Procs::new("baseline", false)?;
+    let mut base: Option<Server> = None;
+    for &c in &ctx.o.connections {
+        let mut base_rate = None;
+        for &population in &args.clients {
+            let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+            let peer_port = listener.local_addr().map_err(|e| e.to_string())?.port();
+            ctx.progress(format_args!(
+                "starting the five-server herd with the bench as {me} linked to {}",
+                args.far
+            ));
+            let spawned = spawn::start_herd(
+                &ctx.bin_dir,
+                HerdPlan {
+                    names: &FIVE,
+                    links: &FIVE_LINKS,
+                    member: Some(Member {
+                        name: me.into(),
+                        peer_port,
+                        link_to: args.far.clone(),
+                    }),
+                    stub: false,
+                    only: None,
+                },
+                ctx.o.keep_logs,
+            )?;
+            let hop_count = hops(&spawned.herd, &args.near, &args.far, me)
+                .ok_or_else(|| format!("{} cannot reach {}", args.near, args.far))?;
+            let prefix = ctx.ids("sustain");
+            let member = sustain::Member::start(listener, &prefix).map_err(|e| e.to_string())?;
+            let who = if population == 0 {
+                "every update a new client".to_string()
+            } else {
+                format!("{population} clients cycling")
+            };
+            ctx.progress(format_args!(
+                "  sustain {}->{} ({} hops to the bench): c={c}, {who}, {} s",
+                args.near,
+                args.far,
+                hop_count + 1,
+                ctx.o.duration
+            ));
+            let plan = sustain::Plan {
+                conns: c,
+                duration: ctx.duration(),
+                population,
+                prefix,
+                timeout: ctx.timeout(),
+                patience: Duration::from_secs_f64(args.patience),
+                progress: !ctx.o.quiet,
+            };
+            let out = sustain::run(spawned.servers[&args.near].addr, &member, &plan);
+            let peaks: Vec<(String, u64)> = spawned
+                .servers
+                .iter()
+                .map(|(name, s)| (name.clone(), sustain::peak_rss(s.pid).unwrap_or(0)))
+                .collect();
+            drop(member);
+            drop(spawned);
+            let setting = if population == 0 {
+                format!("c={c} new")
+            } else {
+                format!("c={c} {population}")
+            };
+            let mut m = sustain_measurement(
+                &format!("herd {}->{}", args.near, args.far),
+                &setting,
+                out,
+                &peaks,
+            );
+            if ctx.o.vs_baseline {
+                if base.is_none() {
+                    base = Some(ctx.baseline(None, &mut procs)?);
+                }
+                if base_rate.is_none() {
+                    let addr = base.as_ref().expect("started").addr;
+                    let out = load::run(
+                        &Work::Iamat { addr },
+                        &ctx.plan(format!("iamat baseline c={c}"), c, "base"),
+                    );
+                    let b = measurement("iamat", "baseline", &format!("c={c}"), out);
+                    base_rate = Some(b.per_sec);
+                    ctx.record(report, b);
+                }
+                let rate = base_rate.expect("measured");
+                let mut figures = Map::new();
+                figures.insert("propagated".into(), ratio(m.per_sec, rate));
+                figures.insert(
+                    "acknowledged".into(),
+                    ratio(m.extra["acked_per_s"].as_f64().unwrap_or(0.0), rate),
+                );
+                m.extra.insert("vs_baseline".into(), ratio(m.per_sec, rate));
+                report.comparisons.push(Comparison {
+                    mode: "sustain".into(),
+                    setting: setting.clone(),
+                    herd: m.target.clone(),
+                    against: "baseline".into(),
+                    figures,
+                });
+            }
+            ctx.record(report, m);
+        }
+    }
+    Ok(())
+}
+
+fn sustain_measurement(
+    target: &str,
+    setting: &str,
+    out: sustain::Outcome,
+    peaks: &[(String, u64)],
+) -> Measurement {
+    let mut extra = Map::new();
+    let round = |x: f64| (x * 100.0).round() / 100.0;
+    extra.insert(
+        "acked_per_s".into(),
+        json!((out.acked as f64 / out.seconds.max(1e-9)).round()),
+    );
+    extra.insert(
+        "during_load_per_s".into(),
+        json!((out.arrived_during_load as f64 / out.seconds.max(1e-9)).round()),
+    );
+    extra.insert("drain_s".into(), json!(round(out.drain_seconds)));
+    extra.insert("superseded".into(), json!(out.superseded));
+    extra.insert("lost".into(), json!(out.missing));
+    let mib = |b: u64| (b as f64 / 1048576.0).round() as u64;
+    let max_peak = peaks.iter().map(|(_, b)| *b).max().unwrap_or(0);
+    extra.insert("peak_rss_mib".into(), json!(mib(max_peak)));
+    extra.insert(
+        "peak_rss_each_mib".into(),
+        json!(peaks
+            .iter()
+            .map(|(n, b)| format!("{n}:{}", mib(*b)))
+            .collect::<Vec<_>>()
+            .join(",")),
+    );
+    Measurement {
+        mode: "sustain".into(),
+        target: target.into(),
+        setting: setting.into(),
+        requests: out.arrived,
+        errors: out.errors,
+        seconds: out.propagated_seconds,
+        per_sec: out.arrived as f64 / out.propagated_seconds.max(1e-9),
+        latency: Latency::from_nanos(out.lags),
+        extra,
+        first_error: out.first_error,
+    }
+}
+
 /// `all`: every mode with the settings, against the baseline.
 pub(super) fn all(ctx: &Ctx, args: &AllArgs, report: &mut Report) -> Result<(), String> {
     if ctx.o.addr.is_some() {
@@ -632,6 +814,13 @@ pub(super) fn all(ctx: &Ctx, args: &AllArgs, report: &mut Report) -> Result<(), 
         rate: args.rate,
     };
     flood(&step(5, vec![1]), &f, report)?;
+    let sustained = SustainArgs {
+        near: "Riley".into(),
+        far: "Campbell".into(),
+        clients: vec![0, 100_000],
+        patience: 60.0,
+    };
+    sustain(&step(5, vec![64]), &sustained, report)?;
     conns(
         &step(1, vec![1]),
         &ConnsArgs {

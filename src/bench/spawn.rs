@@ -231,6 +231,8 @@ pub struct HerdPlan<'a> {
     pub member: Option<Member>,
     /// Start `places-stub` and point the herd at it (with a key).
     pub stub: bool,
+    /// Start only this server; the others are in the herd file but down.
+    pub only: Option<&'a str>,
 }
 
 /// Writes a herd file for the plan on free loopback ports, starts every
@@ -284,6 +286,9 @@ pub fn start_herd(bin_dir: &Path, plan: HerdPlan<'_>, keep: bool) -> Result<Spaw
     let herd = Herd::from_file(&file).map_err(|e| e.to_string())?;
     let mut running = BTreeMap::new();
     for name in plan.names {
+        if plan.only.is_some_and(|only| only != *name) {
+            continue;
+        }
         let mut command = Command::new(&herd_bin);
         command
             .arg(name)
