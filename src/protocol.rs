@@ -191,6 +191,15 @@ impl AtRecord {
         AtRecord { line, update }
     }
 
+    /// The server that made this record: the second field of its line.
+    /// Server names hold no space (the herd file refuses them).
+    pub fn origin(&self) -> &str {
+        self.line
+            .strip_prefix("AT ")
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap_or_default()
+    }
+
     /// Whether this record should replace `other` for the same client: a
     /// later client time wins, and for equal times the byte-wise greater AT
     /// line, so that every server settles on the same record whatever order
@@ -338,9 +347,20 @@ impl fmt::Display for Escaped<'_> {
         // Copy runs of ordinary characters in one go: a WHATSAT reply is
         // kilobytes long, and it is logged whole.
         let mut rest = self.0;
-        while let Some(at) = rest.find(|c: char| c.is_control() || c == '\\') {
-            f.write_str(&rest[..at])?;
+        // Searched byte by byte: any byte that is not printable ASCII may
+        // start a character to escape (C1 controls are two bytes long).
+        while let Some(at) = rest
+            .bytes()
+            .position(|b| !(0x20..0x7f).contains(&b) || b == b'\\')
+        {
             let c = rest[at..].chars().next().expect("found above");
+            if !(c.is_control() || c == '\\') {
+                // Printable text beyond ASCII: copy it as it is.
+                f.write_str(&rest[..at + c.len_utf8()])?;
+                rest = &rest[at + c.len_utf8()..];
+                continue;
+            }
+            f.write_str(&rest[..at])?;
             match c {
                 '\n' => f.write_str("\\n")?,
                 '\r' => f.write_str("\\r")?,

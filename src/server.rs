@@ -67,6 +67,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 /// for ever, since no later update could be newer.
 pub const DEFAULT_MAX_FUTURE: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// How much lower client connection threads run than the threads that
+/// carry the flood, by default; see `yield_to_the_flood`.
+pub const DEFAULT_CLIENT_NICE: i32 = 10;
+
 /// The limits that keep one client from hurting the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -82,6 +86,10 @@ pub struct Limits {
     pub idle_timeout: Option<Duration>,
     /// Client times further ahead of this server's clock are invalid.
     pub max_future: Duration,
+    /// How many nice values client connection threads run below the rest
+    /// of the server (0 to 19; 0 keeps them level); see
+    /// `yield_to_the_flood`.
+    pub client_nice: i32,
 }
 
 impl Default for Limits {
@@ -91,6 +99,7 @@ impl Default for Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: None,
             max_future: DEFAULT_MAX_FUTURE,
+            client_nice: DEFAULT_CLIENT_NICE,
         }
     }
 }
@@ -147,10 +156,11 @@ impl Listeners {
                 )
             })
         };
-        Ok(Listeners {
-            client: bind(&spec.host, spec.port, "client port")?,
-            peer: bind(&spec.peer_host, spec.peer_port, "peer port")?,
-        })
+        let client = bind(&spec.host, spec.port, "client port")?;
+        let peer = bind(&spec.peer_host, spec.peer_port, "peer port")?;
+        // Accepted links inherit it; see `flood::LINK_BUFFER`.
+        let _ = socket2::SockRef::from(&peer).set_recv_buffer_size(flood::LINK_BUFFER);
+        Ok(Listeners { client, peer })
     }
 }
 
@@ -332,6 +342,12 @@ impl ServerHandle {
         &self.shared.store
     }
 
+    /// How many records each link holds waiting to be sent (queued, and
+    /// kept behind), by neighbour.
+    pub fn link_waiting(&self) -> Vec<(String, usize)> {
+        self.shared.flood.waiting()
+    }
+
     /// Stops the server: no new connections, open ones closed, links
     /// ended, threads joined, log flushed. The ports are free when it
     /// returns. Connection threads in the middle of a Places request end
@@ -441,6 +457,7 @@ fn serve_connection(shared: &Shared, stream: TcpStream, port: Port) {
             flood::detect_dead_peer(&stream);
         }
         if port == Port::Client {
+            yield_to_the_flood(shared.limits.client_nice);
             let _ = stream.set_read_timeout(shared.limits.idle_timeout);
             // A client that never reads would otherwise hold its thread in
             // a blocked write for ever once its socket buffer is full.
@@ -459,6 +476,32 @@ fn serve_connection(shared: &Shared, stream: TcpStream, port: Port) {
     shared
         .log
         .info(format_args!("{peer} {kind} connection closed ({how})"));
+}
+
+/// Lowers the scheduling priority of the calling thread, a client
+/// connection, by `steps` nice values, so that on a busy machine the
+/// threads that pass updates on (links and neighbours' connections, which
+/// keep the default) run first. A server answers a client only once its
+/// links have room for the update, but a relaying server cannot make its
+/// neighbours wait (see `flood`), and with two cores shared by dozens of
+/// client threads a relay thread could wait a whole round of them before
+/// it ran: under sustained load the far servers then lagged by hundreds
+/// of milliseconds. At nice 10 a client thread gets about a tenth of the
+/// CPU share of a relay thread when both want to run, and exactly as much
+/// as before when nothing else does. `proxy-herd-bench sustain` measured
+/// the difference (README, Performance).
+///
+/// Linux keeps nice values per thread, and an unprivileged thread may
+/// always lower its own priority. Elsewhere, or if the call fails, the
+/// thread simply keeps its priority.
+fn yield_to_the_flood(steps: i32) {
+    if steps > 0 {
+        let me = Some(rustix::thread::gettid());
+        // Relative to the server's own priority, so a server started with
+        // `nice` keeps its clients below its flood too.
+        let own = rustix::process::getpriority_process(me).unwrap_or(0);
+        let _ = rustix::process::setpriority_process(me, (own + steps).min(19));
+    }
 }
 
 /// Reads and answers lines until end-of-file or an error; says which.
@@ -643,7 +686,7 @@ impl Shared {
                 // up (PROTOCOL.md §5). The links are told first, so their
                 // writes overlap the journal's.
                 if let Some(stored) = self.store.offer(record) {
-                    let delivery = self.flood.broadcast(&stored.line);
+                    let delivery = self.flood.broadcast(&stored);
                     if let Some(journal) = &self.journal {
                         journal.append(&stored.line);
                     }
@@ -708,7 +751,7 @@ impl Shared {
             journal.append_all(learnt.iter().map(|record| record.line.as_str()));
         }
         for record in learnt.drain(..) {
-            self.flood.forward(&record.line);
+            self.flood.forward(&record);
         }
     }
 }

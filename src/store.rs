@@ -36,6 +36,15 @@ impl Store {
     /// can flood it; an older or identical record changes nothing and
     /// gives `None`, which is what ends a flood.
     pub fn offer(&self, record: AtRecord) -> Option<Arc<AtRecord>> {
+        // Most records a busy herd offers are copies it already holds (the
+        // flood reaches each server by several paths), so look first under
+        // the shared lock, which readers hold together, and take the
+        // exclusive one only to change something.
+        if let Some(old) = self.records.read().get(&record.update.client) {
+            if !record.is_newer_than(old) {
+                return None;
+            }
+        }
         let mut records = self.records.write();
         let (stored, replaced) = match records.get_mut(&record.update.client) {
             Some(old) if !record.is_newer_than(old) => return None,

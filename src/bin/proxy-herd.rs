@@ -15,8 +15,8 @@ use proxy_herd::journal;
 use proxy_herd::logging::ServerLog;
 use proxy_herd::places::{PlacesApi, PlacesConfig, DEFAULT_MAX_BYTES};
 use proxy_herd::server::{
-    self, Limits, Listeners, ServerConfig, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FUTURE,
-    DEFAULT_MAX_LINE,
+    self, Limits, Listeners, ServerConfig, DEFAULT_CLIENT_NICE, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_FUTURE, DEFAULT_MAX_LINE,
 };
 
 /// One server of a proxy herd: takes client locations (IAMAT), floods them
@@ -108,6 +108,14 @@ struct Args {
     /// of this server's clock.
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_MAX_FUTURE.as_secs_f64())]
     max_future: f64,
+
+    /// How many nice values client connection threads run below the rest
+    /// of the server (0-19): on a busy machine the threads that flood
+    /// updates to the neighbours then run first, so the herd stays fresh.
+    /// 0 runs clients at the server's own priority.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_CLIENT_NICE,
+          value_parser = clap::value_parser!(i32).range(0..=19))]
+    client_nice: i32,
 }
 
 /// Reads a flag given in seconds, refusing what is not a positive number.
@@ -175,6 +183,7 @@ fn run(args: Args) -> Result<(), String> {
             .map(|s| seconds("--idle-timeout", s))
             .transpose()?,
         max_future: seconds("--max-future", args.max_future)?,
+        client_nice: args.client_nice,
     };
     if limits.max_line == 0 || limits.max_connections == 0 {
         return Err("--max-line and --max-connections must be at least 1".into());

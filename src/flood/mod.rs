@@ -1,83 +1,117 @@
-//! Flooding: one sender thread per neighbour, fed by a channel.
+//! Flooding: one sender thread per neighbour, fed by a bounded channel.
 //!
-//! When the store takes a new record, the connection thread that got it
-//! calls [`Flood::broadcast`], which puts the AT line on every neighbour's
-//! `crossbeam-channel` queue. Each neighbour has one link thread that
-//! owns the TCP connection to that neighbour's peer port and writes
-//! whatever its queue holds, as many queued lines per write as there are
-//! (under load, one write carries the updates of many clients: a group
-//! commit). To let that batch grow on a busy machine, a link thread woken
-//! for lines nobody waits on yields once before it writes: the threads
-//! ready to run are the ones queueing more, and on two cores this doubled
-//! the five-server herd's rate at 16 clients. Idle, the yield returns at
-//! once and costs nothing in latency.
+//! When the store takes a new record, the thread that got it hands the
+//! stored record to [`Flood::broadcast`] (an update from a client) or
+//! [`Flood::forward`] (an update learnt from a neighbour), which puts it
+//! on the `crossbeam-channel` queue of every neighbour but the record's
+//! own server. Each neighbour has one link thread ([`link`]) that owns the
+//! TCP connection to that neighbour's peer port and writes whatever its
+//! queue holds, many records per write under load.
 //!
-//! "Flooding is immediate" (PROTOCOL.md §5): an update must be on its way
-//! before the client hears back, because graders ask a neighbour right
-//! after the reply. A line sitting in the queue of a link thread that is
-//! asleep is not yet on its way, so [`Delivery::wait`] lets the
-//! connection thread wait until every idle link that is up has handed the
-//! line to its socket, which puts it in the kernel's hands. It never
-//! waits longer than a short cap; a link that made a reply hit the cap (a
-//! neighbour that accepts but does not read) is marked stalled and not
-//! waited for again until it writes again, so a stuck neighbour costs one
-//! reply the cap, not every reply.
+//! # Never ahead of the flood
 //!
-//! A reply does not wait for a link that is busy (writing, or with lines
-//! queued): that thread is already awake and takes our line with its next
-//! batch. Waiting there too would tie every reply to the link threads'
-//! batches and cost a sleep and a wake-up per update; under load that
-//! halved the five-server herd's throughput (`proxy-herd-bench iamat
-//! --servers 5`, see the README), while a grader, which sends one update
-//! at a time, always finds the links idle.
+//! A reply to an IAMAT is only worth something if the herd keeps up with
+//! it: a server that acknowledges updates faster than its links carry
+//! them piles them up in memory, and the far servers answer WHATSAT with
+//! locations that grow staler the longer the load lasts. So the queues
+//! are bounded ([`LINK_QUEUE`] records), and what happens when one is full
+//! depends on who is sending:
 //!
-//! A link's life:
-//! 1. connect; on failure wait (50 ms, doubling to 2 s) and try again;
-//! 2. send every record the store holds (the resync), then
-//! 3. send queued lines until the connection fails or the neighbour
-//!    closes it, and go back to 1.
+//! - **A client's update waits for room**, up to [`DELIVERY_CAP`], before
+//!   its reply goes out. This is the herd's backpressure: a server answers
+//!   its clients no faster than its links send, as an asyncio server's
+//!   `await writer.drain()` makes a coroutine wait while a peer's buffer
+//!   is over its high-water mark. The link's kernel buffers are bounded
+//!   too ([`LINK_BUFFER`]), so that the kernel does not become a second,
+//!   far larger queue behind ours.
+//! - **A relayed update never waits.** Waiting there could deadlock a herd
+//!   whose links form a cycle (each server's peer connection blocked on a
+//!   full queue towards the next, whose peer connection is blocked in
+//!   turn). Instead the record falls *behind*: into a per-link map that
+//!   keeps the newest record of each client, which the link sends with
+//!   its next batch. A newer record makes an older one for the same client
+//!   useless (the store would drop it), so the map is bounded by the
+//!   number of clients, not by how long the overload lasts.
+//! - A client's update that waited the whole cap falls behind too. If
+//!   the link took nothing from its queue in all that time, it is stuck
+//!   rather than busy (a neighbour that accepts but does not read), and
+//!   is marked *stalled*: clients stop waiting for it, so it costs one
+//!   reply the cap, not every reply, until it writes again.
 //!
-//! Lines queued while the link is down are thrown away: the resync of step
-//! 2 sends the newest record of every client, which is everything those
-//! lines said and more, and the queue cannot grow without bound while a
-//! neighbour is away. A line may be sent twice (queued and in the
-//! snapshot); the neighbour's store drops the second copy.
+//! Relays cannot be slowed, so they must not be starved either: client
+//! connection threads run at a lower priority than links and neighbours'
+//! connections (`server::yield_to_the_flood`), so on a busy machine the
+//! flood runs first and the clients get what is left.
 //!
-//! A neighbour never answers a valid AT line, so a dead neighbour would
-//! otherwise go unnoticed until the next write, and the first write to a
-//! dead socket "succeeds" into the void. A small reader thread per link
-//! therefore waits for the neighbour's end-of-file (or a `?` reply, which
-//! it logs) and tells the sender at once, so the link reconnects and
-//! resyncs as soon as the neighbour is back.
+//! # Delivery before the reply
+//!
+//! "Flooding is immediate" (PROTOCOL.md §5): graders ask a neighbour right
+//! after the reply. A record sitting in the queue of a link thread that is
+//! asleep is not yet on its way, so [`Delivery::wait`] lets the connection
+//! thread wait until every idle link that is up has handed it to its
+//! socket. A reply does not wait for a link that is busy (writing, or
+//! with records queued): that thread is already awake and takes our
+//! record with its next batch, and waiting there would tie every reply to
+//! the link's batches. A grader, which sends one update at a time, always
+//! finds the links idle.
+//!
+//! # Links that are down
+//!
+//! While a link is down its queue takes nothing: every record stored
+//! meanwhile is sent by the resync when it comes back (the whole store,
+//! newest record per client), so queueing would be wasted work, and would
+//! wake a link thread that is waiting out its backoff once per update.
+//! The link opens its queue *before* it reads the store for the resync,
+//! so a record is always in one or the other. A record may be sent twice
+//! (queued and in the resync); the neighbour's store drops the second.
 //!
 //! Shutdown works by closing channels: dropping the `Sender<()>` held by
 //! the server wakes every link thread's `select!`, including one waiting
 //! out a backoff, where a `sleep` would not.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+pub mod link;
+
+use std::collections::HashMap;
+use std::net::TcpStream;
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use parking_lot::{Condvar, Mutex};
 
-use crate::auth::{self, HerdSecret};
+use crate::auth::HerdSecret;
 use crate::herd::ServerSpec;
 use crate::logging::ServerLog;
-use crate::protocol::Escaped;
+use crate::protocol::AtRecord;
 use crate::store::Store;
 
-/// The first wait after a failed connect; it doubles up to [`MAX_BACKOFF`].
-const MIN_BACKOFF: Duration = Duration::from_millis(50);
-/// The longest wait between connection attempts ("a few seconds").
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
-/// How long a connect may take before it counts as failed.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// A neighbour that accepts but does not read would block a write for
-/// ever; past this the link is dropped and later resynced.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+use link::Link;
+
+/// How many records a link's queue holds. A full queue makes clients wait
+/// (see the module doc), so this bounds how far a server's replies can
+/// run ahead of what its links have sent: at the tens of thousands of
+/// updates a second a link carries, about a tenth of a second at most
+/// (measured with `proxy-herd-bench sustain`; README, Performance). Four
+/// times the largest batch a link writes at once, so a link that just
+/// took a batch still leaves room for the next.
+pub const LINK_QUEUE: usize = link::BATCH;
+
+/// The kernel buffers of a link, on both ends: the send buffer of the
+/// link's socket, and the receive buffer of the neighbour's peer port.
+/// Linux grows unset buffers to several megabytes on a fast link: tens of
+/// thousands of AT lines queued where nobody can coalesce or count them,
+/// a lag the queue's bound would not see. Not much smaller either: on
+/// loopback a segment can be 64 KiB, and a receive window smaller than
+/// about two of them makes the sender wait for the kernel's window probes,
+/// which stalled links for seconds in `tests/overload.rs`.
+pub const LINK_BUFFER: usize = 128 * 1024;
+
+/// The longest a reply waits for its update to reach the links: first for
+/// room in a full queue, then for idle links to write it.
+pub const DELIVERY_CAP: Duration = Duration::from_millis(100);
+
 /// Makes the kernel notice a link whose other end has vanished (a cable
 /// cut, a host gone) rather than a process that exited, which closes its
 /// sockets itself. Without this a cut link looks healthy: lines written
@@ -105,19 +139,17 @@ pub const DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(8);
 /// How long either side of a link waits for the other's half of the
 /// secret handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// At most this many queued lines go out in one write.
-const BATCH: usize = 256;
 
-/// A line on its way to one neighbour, with the means to say it has been
-/// written.
+/// A record on its way to one neighbour, with the means to say it has
+/// been written.
 struct Outgoing {
-    line: Arc<str>,
-    /// Set when a reply waits for this line; see [`AckToken`].
+    record: Arc<AtRecord>,
+    /// Set when a reply waits for this record; see [`AckToken`].
     ack: Option<AckToken>,
 }
 
 /// What a waiting reply and the links share: which links have yet to
-/// write the line, how many did, and the thread to wake.
+/// write the record, how many did, and the thread to wake.
 ///
 /// A reply parks its thread and the last link to finish unparks it. We
 /// first used a channel per broadcast, but crossbeam's blocking receive
@@ -125,16 +157,16 @@ struct Outgoing {
 /// very link threads it was waiting for (perf showed it among the top
 /// costs of the five-server herd).
 struct Acks {
-    /// One bit per link still to write or drop the line (link index < 64).
+    /// One bit per link still to write or drop the record (index < 64).
     pending: AtomicU64,
     /// How many links wrote it.
     written: AtomicUsize,
     waiter: Thread,
 }
 
-/// One link's part of an [`Acks`]: `written` when the line is in the
+/// One link's part of an [`Acks`]: `written` when the record is in the
 /// socket; dropping it either way clears the link's bit, so a link that
-/// throws the line away (it went down) never keeps a reply waiting.
+/// throws the record away (it went down) never keeps a reply waiting.
 struct AckToken {
     acks: Arc<Acks>,
     bit: u64,
@@ -155,34 +187,134 @@ impl Drop for AckToken {
     }
 }
 
-/// One neighbour's queue, whether its link is up, and a way to cut its
-/// backoff short.
+/// What a link thread and the threads feeding it share.
+#[derive(Default)]
+struct LinkState {
+    /// Set while the link is connected, from before its resync reads the
+    /// store until it ends. While clear, nothing is queued for it.
+    open: AtomicBool,
+    /// Set once the resync is written, so replies know which links to
+    /// wait for.
+    up: AtomicBool,
+    /// Set when a reply gave up waiting on this link (a neighbour that
+    /// accepts but does not read); cleared by the link's next successful
+    /// write. Replies neither wait for room on a stalled link nor for its
+    /// writes.
+    stalled: AtomicBool,
+    /// Set by the link while it holds records it has taken from the queue
+    /// but not yet written; with a non-empty queue, what makes it busy.
+    writing: AtomicBool,
+    /// Records that found the queue full, newest per client; the link
+    /// sends them with its next batch. See the module doc.
+    behind: Mutex<HashMap<String, Arc<AtRecord>>>,
+    /// How many times the link has taken records from the queue: a client
+    /// that waited in vain for room tells a busy link (this moved) from a
+    /// stuck one.
+    takes: AtomicU64,
+    /// How many client threads wait for room in the queue, so the link
+    /// only takes `room_lock` when someone is there to wake.
+    waiting_for_room: AtomicUsize,
+    /// With `room`, where client threads sleep until the link makes room.
+    /// Not crossbeam's blocking send: it spins and yields before it
+    /// sleeps, and with dozens of clients waiting that spinning took a
+    /// third of the machine's CPU from the link threads it waited for.
+    room_lock: Mutex<()>,
+    room: Condvar,
+}
+
+impl LinkState {
+    /// Keeps `record` for the link's next batch, unless a newer record of
+    /// the same client is already kept.
+    fn fall_behind(&self, record: Arc<AtRecord>) {
+        let mut behind = self.behind.lock();
+        match behind.get_mut(record.update.client.as_str()) {
+            Some(kept) if !record.is_newer_than(kept) => {}
+            Some(kept) => *kept = record,
+            None => {
+                behind.insert(record.update.client.clone(), record);
+            }
+        }
+    }
+
+    /// Called by the link after it took records from the queue: wakes the
+    /// client threads waiting for room, if any.
+    fn made_room(&self) {
+        self.takes.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if self.waiting_for_room.load(Ordering::SeqCst) > 0 {
+            let _lock = self.room_lock.lock();
+            self.room.notify_all();
+        }
+    }
+
+    /// Takes every record kept behind.
+    fn take_behind(&self) -> Vec<Arc<AtRecord>> {
+        let mut behind = self.behind.lock();
+        if behind.is_empty() {
+            return Vec::new();
+        }
+        let taken = std::mem::take(&mut *behind);
+        drop(behind);
+        taken.into_values().collect()
+    }
+}
+
+/// One neighbour's queue and the state its link shares.
 struct Queue {
     /// The neighbour's name.
     neighbour: String,
     tx: Sender<Outgoing>,
-    up: Arc<AtomicBool>,
-    /// Set when a reply gave up waiting on this link (a neighbour that
-    /// accepts but does not read); cleared by the link's next successful
-    /// write. Replies do not wait on a stalled link, so one stuck
-    /// neighbour costs one reply the cap, not every reply.
-    stalled: Arc<AtomicBool>,
-    /// Set by the link while it holds lines it has taken from the queue
-    /// but not yet written; with a non-empty queue, what makes it busy.
-    writing: Arc<AtomicBool>,
+    state: Arc<LinkState>,
+    /// Wakes the link: cuts a backoff short, or tells it records fell
+    /// behind while its queue was empty.
     poke: Sender<()>,
 }
 
 impl Queue {
-    /// Whether a reply should wait for this link to write its line: the
-    /// link is up, not stalled, and idle, so our line will not simply
-    /// ride along with a batch already on its way. Asked before the line
+    /// Whether the queue takes records now: its link is connected. Asked
+    /// after the record is in the store (see [`Flood::send`]).
+    fn open(&self) -> bool {
+        self.state.open.load(Ordering::SeqCst)
+    }
+
+    /// Whether a reply should wait for this link to write its record: the
+    /// link is up, not stalled, and idle, so our record will not simply
+    /// ride along with a batch already on its way. Asked before the record
     /// is queued.
     fn worth_waiting_for(&self) -> bool {
-        self.up.load(Ordering::SeqCst)
-            && !self.stalled.load(Ordering::SeqCst)
-            && !self.writing.load(Ordering::SeqCst)
+        self.state.up.load(Ordering::SeqCst)
+            && !self.state.stalled.load(Ordering::SeqCst)
+            && !self.state.writing.load(Ordering::SeqCst)
             && self.tx.is_empty()
+    }
+
+    /// Queues `outgoing` as soon as the link makes room, or gives it back
+    /// at `deadline`. A closed queue takes it (and drops it).
+    fn wait_for_room(&self, mut outgoing: Outgoing, deadline: Instant) -> Result<(), Outgoing> {
+        let state = &self.state;
+        let mut lock = state.room_lock.lock();
+        state.waiting_for_room.fetch_add(1, Ordering::SeqCst);
+        let result = loop {
+            // Tried again under the lock, after counting ourselves in: a
+            // link that made room before it could see us is seen here.
+            fence(Ordering::SeqCst);
+            outgoing = match self.tx.try_send(outgoing) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => break Ok(()),
+                Err(TrySendError::Full(outgoing)) => outgoing,
+            };
+            if state.room.wait_until(&mut lock, deadline).timed_out() {
+                break Err(outgoing);
+            }
+        };
+        state.waiting_for_room.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    /// Keeps a record that could not be queued for the link's next batch,
+    /// and makes sure the link will look.
+    fn fall_behind(&self, record: Arc<AtRecord>) {
+        self.state.fall_behind(record);
+        let _ = self.poke.try_send(());
     }
 }
 
@@ -192,8 +324,15 @@ pub struct Flood {
     queues: Arc<Vec<Queue>>,
 }
 
-/// The longest a reply waits for its update to reach the links' sockets.
-pub const DELIVERY_CAP: Duration = Duration::from_millis(100);
+/// Who is sending a record, which decides what a full queue does to it.
+#[derive(Clone, Copy)]
+enum Source {
+    /// A connection thread about to reply to a client: it may wait for
+    /// room until the deadline.
+    Client(Instant),
+    /// A neighbour's update passed on: it never waits.
+    Relay,
+}
 
 impl Flood {
     /// Tells every link that is waiting out a backoff to try again now.
@@ -206,15 +345,14 @@ impl Flood {
         }
     }
 
-    /// Queues an AT line (without `\n`) for every neighbour but the server
-    /// that made it (the second field of the line): that server stored the
-    /// record before flooding it, so sending it back is wasted work for
-    /// both. Never blocks: the queues are unbounded, and emptied while a
-    /// link is down. The returned [`Delivery`] can wait until the idle
+    /// Queues a client's stored record for every neighbour but the server
+    /// that made it, waiting for room in a full queue (up to
+    /// [`DELIVERY_CAP`]): this is what keeps replies from running ahead of
+    /// the flood. The returned [`Delivery`] can then wait until the idle
     /// links that are up have written it; when there is none (no
-    /// neighbour, or all busy) it waits for nothing and cost nothing.
-    pub fn broadcast(&self, line: &str) -> Delivery {
-        let origin = origin_of(line);
+    /// neighbour, or all busy) it waits for nothing and costs nothing.
+    pub fn broadcast(&self, record: &Arc<AtRecord>) -> Delivery {
+        let origin = record.origin();
         let pending = self
             .queues
             .iter()
@@ -229,28 +367,35 @@ impl Flood {
                 waiter: thread::current(),
             })
         });
-        self.queue_line(line, acks.as_ref().map(|acks| (acks, pending)));
+        self.send(
+            record,
+            acks.as_ref().map(|acks| (acks, pending)),
+            Source::Client(Instant::now() + DELIVERY_CAP),
+        );
         Delivery {
             flood: self.clone(),
             acks,
         }
     }
 
-    /// Queues an AT line like [`Flood::broadcast`], for a caller that will
-    /// not wait: a line learnt from a neighbour, which nobody is waiting
-    /// to hear about.
-    pub fn forward(&self, line: &str) {
-        self.queue_line(line, None);
+    /// Queues a record learnt from a neighbour for every other neighbour.
+    /// Never blocks: a record that finds a queue full falls behind (see
+    /// the module doc).
+    pub fn forward(&self, record: &Arc<AtRecord>) {
+        self.send(record, None, Source::Relay);
     }
 
-    /// Puts `line` on the queue of every neighbour but its origin, with an
-    /// [`AckToken`] for each link whose bit is set in the `acks` mask. The
-    /// line is copied once, and only if some queue takes it.
-    fn queue_line(&self, line: &str, acks: Option<(&Arc<Acks>, u64)>) {
-        let origin = origin_of(line);
-        let mut shared: Option<Arc<str>> = None;
+    /// Puts `record` on the queue of every open link but its origin's,
+    /// with an [`AckToken`] for each link whose bit is set in `acks`.
+    fn send(&self, record: &Arc<AtRecord>, acks: Option<(&Arc<Acks>, u64)>, who: Source) {
+        // The record is in the store already. A link that opens after the
+        // `open` check below reads the store after opening, so it finds
+        // the record there; this fence and the link's make sure one of
+        // the two sees the other (see `Link::serve`).
+        fence(Ordering::SeqCst);
+        let origin = record.origin();
         for (index, queue) in self.queues.iter().enumerate() {
-            if queue.neighbour == origin {
+            if queue.neighbour == origin || !queue.open() {
                 continue;
             }
             let bit = if index < 64 { 1u64 << index } else { 0 };
@@ -261,18 +406,43 @@ impl Flood {
                     bit,
                 });
             let outgoing = Outgoing {
-                line: Arc::clone(shared.get_or_insert_with(|| Arc::from(line))),
+                record: Arc::clone(record),
                 ack,
             };
-            // A closed queue means the server is shutting down.
-            let _ = queue.tx.send(outgoing);
+            let full = match queue.tx.try_send(outgoing) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => continue,
+                Err(TrySendError::Full(outgoing)) => outgoing,
+            };
+            match who {
+                Source::Client(deadline) if !queue.state.stalled.load(Ordering::SeqCst) => {
+                    let takes = queue.state.takes.load(Ordering::SeqCst);
+                    if let Err(outgoing) = queue.wait_for_room(full, deadline) {
+                        // A link that took nothing in all that time is
+                        // stuck, not busy: stop waiting for it.
+                        if queue.state.takes.load(Ordering::SeqCst) == takes {
+                            queue.state.stalled.store(true, Ordering::SeqCst);
+                        }
+                        queue.fall_behind(outgoing.record);
+                    }
+                }
+                Source::Client(_) | Source::Relay => queue.fall_behind(full.record),
+            }
         }
     }
-}
 
-/// The server that made an AT line: its second field.
-fn origin_of(line: &str) -> &str {
-    line.split(' ').nth(1).unwrap_or_default()
+    /// How many records each link holds waiting (queued and behind), by
+    /// neighbour. For tests and diagnostics; takes each link's lock.
+    pub fn waiting(&self) -> Vec<(String, usize)> {
+        self.queues
+            .iter()
+            .map(|q| {
+                (
+                    q.neighbour.clone(),
+                    q.tx.len() + q.state.behind.lock().len(),
+                )
+            })
+            .collect()
+    }
 }
 
 /// An update's way to the neighbours, to wait on before replying.
@@ -284,10 +454,11 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// Waits until every link that was up when the line was queued has
-    /// written it to its socket, or has gone down, or `cap` has passed.
-    /// Returns how many links confirmed the write. Must be called on the
-    /// thread that broadcast, which is the one the links wake.
+    /// Waits until every link that was idle and up when the record was
+    /// queued has written it to its socket, or has gone down, or `cap`
+    /// has passed. Returns how many links confirmed the write. Must be
+    /// called on the thread that broadcast, which is the one the links
+    /// wake.
     pub fn wait(self, cap: Duration) -> usize {
         let Some(acks) = &self.acks else { return 0 };
         let deadline = Instant::now() + cap;
@@ -300,7 +471,7 @@ impl Delivery {
             if now >= deadline {
                 for (index, queue) in self.flood.queues.iter().enumerate().take(64) {
                     if pending & (1 << index) != 0 {
-                        queue.stalled.store(true, Ordering::SeqCst);
+                        queue.state.stalled.store(true, Ordering::SeqCst);
                     }
                 }
                 break;
@@ -327,17 +498,13 @@ pub fn start(
     let mut queues = Vec::new();
     let mut threads = Vec::new();
     for spec in neighbours {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let up = Arc::new(AtomicBool::new(false));
-        let stalled = Arc::new(AtomicBool::new(false));
-        let writing = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = crossbeam_channel::bounded(LINK_QUEUE);
+        let state = Arc::new(LinkState::default());
         let (poke_tx, poke_rx) = crossbeam_channel::bounded(1);
         queues.push(Queue {
             neighbour: spec.name.clone(),
             tx,
-            up: Arc::clone(&up),
-            stalled: Arc::clone(&stalled),
-            writing: Arc::clone(&writing),
+            state: Arc::clone(&state),
             poke: poke_tx,
         });
         let link = Link {
@@ -347,9 +514,7 @@ pub fn start(
             host: spec.peer_host.clone(),
             port: spec.peer_port,
             queue: rx,
-            up,
-            stalled,
-            writing,
+            state,
             poke: poke_rx,
             store: store.clone(),
             log: log.clone(),
@@ -368,291 +533,40 @@ pub fn start(
     ))
 }
 
-/// One neighbour's sender.
-struct Link {
-    /// This server's name, for the proof.
-    me: String,
-    secret: Option<HerdSecret>,
-    neighbour: String,
-    host: String,
-    port: u16,
-    queue: Receiver<Outgoing>,
-    /// See `Queue::stalled`; this link clears it.
-    stalled: Arc<AtomicBool>,
-    /// See `Queue::writing`.
-    writing: Arc<AtomicBool>,
-    /// Set while the link is connected and resynced, so broadcasts know
-    /// which links to wait for.
-    up: Arc<AtomicBool>,
-    /// Wakes a backoff early (see [`Flood::poke`]).
-    poke: Receiver<()>,
-    store: Store,
-    log: ServerLog,
-    shutdown: Receiver<()>,
-}
-
-/// Why a connected link stopped.
-enum Ended {
-    /// The link failed; reconnect.
-    Broken,
-    /// The server is shutting down.
-    Shutdown,
-}
-
-impl Link {
-    fn run(self) {
-        let mut backoff = MIN_BACKOFF;
-        let mut was_down_logged = false;
-        loop {
-            match self.connect() {
-                Ok(stream) => {
-                    backoff = MIN_BACKOFF;
-                    // A poke from before this connection is stale.
-                    while self.poke.try_recv().is_ok() {}
-                    was_down_logged = false;
-                    let peer = stream
-                        .peer_addr()
-                        .map(|a| a.to_string())
-                        .unwrap_or_default();
-                    self.log
-                        .info(format_args!("link to {} ({peer}) up", self.neighbour));
-                    let ended = self.serve(stream);
-                    self.log
-                        .info(format_args!("link to {} ({peer}) down", self.neighbour));
-                    if let Ended::Shutdown = ended {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    // Log the first failure of a run, not every retry.
-                    if !was_down_logged {
-                        self.log.warn(format_args!(
-                            "link to {} at {}:{} cannot connect ({e}); retrying",
-                            self.neighbour, self.host, self.port
-                        ));
-                        was_down_logged = true;
-                    }
-                }
-            }
-            if !self.wait(backoff) {
-                return;
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-    }
-
-    fn connect(&self) -> std::io::Result<TcpStream> {
-        let addrs: Vec<SocketAddr> = (self.host.as_str(), self.port).to_socket_addrs()?.collect();
-        let mut last = std::io::Error::other("no address");
-        for addr in addrs {
-            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
-                Ok(s) => return Ok(s),
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
-    }
-
-    /// Waits out a backoff, emptying the queue as it goes (the resync will
-    /// cover those lines). Returns false if the server is shutting down.
-    fn wait(&self, pause: Duration) -> bool {
-        let deadline = Instant::now() + pause;
-        loop {
-            select! {
-                recv(self.shutdown) -> _ => return false,
-                recv(self.poke) -> _ => return true,
-                recv(self.queue) -> line => if line.is_err() { return false },
-                default(deadline.saturating_duration_since(Instant::now())) => return true,
-            }
-        }
-    }
-
-    /// Resyncs, then sends queued lines until the link ends.
-    fn serve(&self, stream: TcpStream) -> Ended {
-        let _ = stream.set_nodelay(true);
-        let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-        detect_dead_peer(&stream);
-        if let Some(secret) = &self.secret {
-            if let Err(why) = self.prove(&stream, secret) {
-                self.log.warn(format_args!(
-                    "link to {}: cannot prove the herd secret ({why})",
-                    self.neighbour
-                ));
-                let _ = stream.shutdown(Shutdown::Both);
-                return Ended::Broken;
-            }
-        }
-        let closed = self.watch(&stream);
-        // Lines queued so far are in the snapshot taken after this.
-        while self.queue.try_recv().is_ok() {}
-        let snapshot: Vec<Arc<str>> = self
-            .store
-            .snapshot()
-            .iter()
-            .map(|r| Arc::from(r.line.as_str()))
-            .collect();
-        let mut writer = &stream;
-        let ended = 'serve: {
-            for chunk in snapshot.chunks(BATCH) {
-                if !self.send(&mut writer, chunk.iter().map(|l| &**l)) {
-                    break 'serve Ended::Broken;
-                }
-            }
-            self.up.store(true, Ordering::SeqCst);
-            let mut batch: Vec<Outgoing> = Vec::with_capacity(BATCH);
-            loop {
-                select! {
-                    recv(self.shutdown) -> _ => break 'serve Ended::Shutdown,
-                    recv(closed) -> _ => break 'serve Ended::Broken,
-                    recv(self.queue) -> first => {
-                        let Ok(first) = first else { break 'serve Ended::Shutdown };
-                        self.writing.store(true, Ordering::SeqCst);
-                        if first.ack.is_none() {
-                            // Nobody waits on this line: let the threads
-                            // that are ready to run go first. Under load
-                            // they are the ones queueing more lines for
-                            // this link, so the write below carries them
-                            // too, and the neighbour wakes once for all.
-                            // On an idle machine nothing else is ready and
-                            // this returns at once.
-                            thread::yield_now();
-                        }
-                        batch.push(first);
-                        while batch.len() < BATCH {
-                            match self.queue.try_recv() {
-                                Ok(more) => batch.push(more),
-                                Err(_) => break,
-                            }
-                        }
-                        if !self.send(&mut writer, batch.iter().map(|o| &*o.line)) {
-                            break 'serve Ended::Broken;
-                        }
-                        self.stalled.store(false, Ordering::SeqCst);
-                        self.writing.store(false, Ordering::SeqCst);
-                        for outgoing in batch.drain(..) {
-                            if let Some(ack) = outgoing.ack {
-                                ack.written();
-                            }
-                        }
-                    }
-                }
-            }
-        };
-        self.up.store(false, Ordering::SeqCst);
-        self.writing.store(false, Ordering::SeqCst);
-        // Wakes the watcher thread, which then ends.
-        let _ = stream.shutdown(Shutdown::Both);
-        ended
-    }
-
-    /// Answers the neighbour's challenge (the first thing it sends) with
-    /// our proof of the secret.
-    fn prove(&self, stream: &TcpStream, secret: &HerdSecret) -> Result<(), String> {
-        stream
-            .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
-            .map_err(|e| e.to_string())?;
-        // Read byte by byte: nothing after the challenge's newline may be
-        // taken from the socket here (the watcher reads the rest).
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        while line.len() < 256 {
-            match (&*stream).read(&mut byte) {
-                Ok(0) => return Err("the neighbour closed the link".into()),
-                Ok(_) if byte[0] == b'\n' => break,
-                Ok(_) => line.push(byte[0]),
-                Err(e) => {
-                    return Err(format!(
-                        "no challenge from the neighbour ({e}); is the secret set there?"
-                    ))
-                }
-            }
-        }
-        let text = String::from_utf8_lossy(&line);
-        let challenge = auth::parse_challenge(&text)
-            .ok_or_else(|| format!("expected a challenge, got {:?}", Escaped(&text).to_string()))?;
-        let proof = auth::proof_line(&self.me, &secret.proof(challenge, &self.me));
-        (&*stream)
-            .write_all(proof.as_bytes())
-            .map_err(|e| e.to_string())?;
-        stream.set_read_timeout(None).map_err(|e| e.to_string())
-    }
-
-    /// Writes lines in one write and logs each. False if the write failed.
-    fn send<'a>(
-        &self,
-        writer: &mut &TcpStream,
-        lines: impl Iterator<Item = &'a str> + Clone,
-    ) -> bool {
-        let mut buf = String::new();
-        for line in lines.clone() {
-            buf.push_str(line);
-            buf.push('\n');
-        }
-        match writer.write_all(buf.as_bytes()) {
-            Ok(()) => {
-                for line in lines {
-                    self.log
-                        .info(format_args!("link {} -> {}", self.neighbour, Escaped(line)));
-                }
-                true
-            }
-            Err(e) => {
-                self.log.warn(format_args!(
-                    "link to {}: write failed ({e})",
-                    self.neighbour
-                ));
-                false
-            }
-        }
-    }
-
-    /// Starts the reader that notices the neighbour closing the link. The
-    /// returned channel is closed when it does.
-    fn watch(&self, stream: &TcpStream) -> Receiver<()> {
-        let (tx, rx) = crossbeam_channel::bounded::<()>(0);
-        let Ok(read_half) = stream.try_clone() else {
-            return rx; // tx dropped: counts as closed, and we reconnect.
-        };
-        let log = self.log.clone();
-        let neighbour = self.neighbour.clone();
-        let spawned = thread::Builder::new()
-            .name(format!("watch {neighbour}"))
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                let _tx = tx; // dropped on return: the sender sees `closed`.
-                let mut reader = BufReader::new(read_half);
-                let mut line = String::new();
-                loop {
-                    match reader.read_line(&mut line) {
-                        Ok(0) => break,
-                        Ok(_) => log.warn(format_args!(
-                            "link {neighbour} <- {}",
-                            Escaped(line.trim_end_matches('\n'))
-                        )),
-                        Err(e) => {
-                            // Our own shutdown of the socket ends here
-                            // too, as end-of-file; an error is the link
-                            // failing (keepalive or user timeout).
-                            log.warn(format_args!("link to {neighbour}: {e}"));
-                            break;
-                        }
-                    }
-                    line.clear();
-                }
-            });
-        if spawned.is_err() {
-            self.log.error(format_args!("cannot start link watcher"));
-        }
-        rx
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::protocol::{parse_peer_line, PeerCommand};
     use std::io::Read;
     use std::net::TcpListener;
+
+    /// A stored record of an AT line, as the store would hand it out.
+    fn rec(line: &str) -> Arc<AtRecord> {
+        match parse_peer_line(line, |_| true) {
+            PeerCommand::At(at) => Arc::new(at),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A flood with one queue of `capacity` towards "B", open, whose
+    /// receiving end the test holds instead of a link thread.
+    fn one_queue(capacity: usize) -> (Flood, Receiver<Outgoing>, Receiver<()>) {
+        let (tx, rx) = crossbeam_channel::bounded(capacity);
+        let (poke, poke_rx) = crossbeam_channel::bounded(1);
+        let state = Arc::new(LinkState::default());
+        state.open.store(true, Ordering::SeqCst);
+        state.up.store(true, Ordering::SeqCst);
+        let queue = Queue {
+            neighbour: "B".into(),
+            tx,
+            state,
+            poke,
+        };
+        let flood = Flood {
+            queues: Arc::new(vec![queue]),
+        };
+        (flood, rx, poke_rx)
+    }
 
     fn spec(port: u16) -> ServerSpec {
         ServerSpec {
@@ -705,34 +619,21 @@ mod tests {
     /// batch, so waiting for it would only tie the reply to that batch.
     #[test]
     fn only_idle_links_are_waited_for() {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let (poke, _poke_rx) = crossbeam_channel::bounded(1);
-        let queue = Queue {
-            neighbour: "B".into(),
-            tx,
-            up: Arc::new(AtomicBool::new(true)),
-            stalled: Arc::new(AtomicBool::new(false)),
-            writing: Arc::new(AtomicBool::new(false)),
-            poke,
-        };
+        let (flood, rx, _poke) = one_queue(16);
+        let queue = &flood.queues[0];
+        let state = &queue.state;
         assert!(queue.worth_waiting_for(), "idle and up");
-        queue.writing.store(true, Ordering::SeqCst);
+        state.writing.store(true, Ordering::SeqCst);
         assert!(!queue.worth_waiting_for(), "writing a batch");
-        queue.writing.store(false, Ordering::SeqCst);
-        queue
-            .tx
-            .send(Outgoing {
-                line: Arc::from("AT A +0.1 x +1+1 1"),
-                ack: None,
-            })
-            .unwrap();
-        assert!(!queue.worth_waiting_for(), "lines queued");
+        state.writing.store(false, Ordering::SeqCst);
+        flood.forward(&rec("AT A +0.1 x +1+1 1"));
+        assert!(!queue.worth_waiting_for(), "records queued");
         rx.try_recv().unwrap();
         assert!(queue.worth_waiting_for(), "idle again");
-        queue.stalled.store(true, Ordering::SeqCst);
+        state.stalled.store(true, Ordering::SeqCst);
         assert!(!queue.worth_waiting_for(), "stalled");
-        queue.stalled.store(false, Ordering::SeqCst);
-        queue.up.store(false, Ordering::SeqCst);
+        state.stalled.store(false, Ordering::SeqCst);
+        state.up.store(false, Ordering::SeqCst);
         assert!(!queue.worth_waiting_for(), "down");
     }
 
@@ -741,7 +642,11 @@ mod tests {
     /// busy, which a reply does not wait for.
     fn wait_up(flood: &Flood) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !flood.queues.iter().all(|q| q.up.load(Ordering::SeqCst)) {
+        while !flood
+            .queues
+            .iter()
+            .all(|q| q.state.up.load(Ordering::SeqCst))
+        {
             assert!(Instant::now() < deadline, "the links did not come up");
             thread::sleep(Duration::from_millis(1));
         }
@@ -755,10 +660,7 @@ mod tests {
         let neighbour = TcpListener::bind("127.0.0.1:0").unwrap();
         let store = Store::new();
         let old = "AT A +0.1 old +1+1 1";
-        match parse_peer_line(old, |_| true) {
-            PeerCommand::At(at) => store.offer(at),
-            other => panic!("{other:?}"),
-        };
+        store.offer((*rec(old)).clone());
         let port = neighbour.local_addr().unwrap().port();
         let running = Running::start(&[spec(port)], &store);
         let flood = &running.flood;
@@ -771,7 +673,7 @@ mod tests {
         // The link marks itself up right after the resync.
         wait_up(flood);
         let confirmed = flood
-            .broadcast("AT A +0.1 new +1+1 2")
+            .broadcast(&rec("AT A +0.1 new +1+1 2"))
             .wait(Duration::from_secs(10));
         assert_eq!(confirmed, 1);
         link.set_nonblocking(true).unwrap();
@@ -804,13 +706,13 @@ mod tests {
         // A line of A's own reaches both.
         assert_eq!(
             flood
-                .broadcast("AT A +0.1 warm +1+1 1")
+                .broadcast(&rec("AT A +0.1 warm +1+1 1"))
                 .wait(Duration::from_secs(10)),
             2
         );
         assert_eq!(
             flood
-                .broadcast("AT B +0.1 x +1+1 2")
+                .broadcast(&rec("AT B +0.1 x +1+1 2"))
                 .wait(Duration::from_secs(10)),
             1
         );
@@ -822,8 +724,9 @@ mod tests {
         assert!(got_c.ends_with("AT B +0.1 x +1+1 2\n"), "{got_c}");
     }
 
-    /// With the neighbour down, a broadcast waits for nothing and the
-    /// queue is emptied by the link thread's backoff.
+    /// With the neighbour down, a broadcast waits for nothing and queues
+    /// nothing: the link's queue is closed until it connects, and the
+    /// resync will carry what it missed.
     #[test]
     fn down_link_is_not_waited_for() {
         let port = {
@@ -835,11 +738,84 @@ mod tests {
             assert_eq!(
                 running
                     .flood
-                    .broadcast("AT A +0.1 x +1+1 2")
+                    .broadcast(&rec("AT A +0.1 x +1+1 2"))
                     .wait(Duration::from_secs(10)),
                 0
             );
         }
+        assert_eq!(running.flood.waiting(), [("B".to_string(), 0)]);
         running.stop();
+    }
+
+    /// A neighbour's record that finds the queue full never waits: it
+    /// falls behind, where a newer record of the same client replaces an
+    /// older one, so what is kept is bounded by the number of clients.
+    /// The link is poked to take them.
+    #[test]
+    fn relayed_records_fall_behind_newest_per_client() {
+        let (flood, rx, poke) = one_queue(2);
+        for line in [
+            "AT C +0.1 q1 +1+1 1",
+            "AT C +0.1 q2 +1+1 1",
+            "AT C +0.1 kiwi +1+1 5",
+            "AT C +0.1 kiwi +1+1 7",
+            "AT C +0.1 kiwi +1+1 6",
+            "AT C +0.1 apple +1+1 1",
+        ] {
+            flood.forward(&rec(line));
+        }
+        assert_eq!(rx.len(), 2, "the queue holds what fits");
+        assert!(poke.try_recv().is_ok(), "the link is told");
+        let mut behind: Vec<String> = flood.queues[0]
+            .state
+            .take_behind()
+            .iter()
+            .map(|r| r.line.clone())
+            .collect();
+        behind.sort();
+        assert_eq!(behind, ["AT C +0.1 apple +1+1 1", "AT C +0.1 kiwi +1+1 7"]);
+    }
+
+    /// A client's record waits for room in a full queue instead of
+    /// running ahead: once the link takes one record, it is queued, not
+    /// kept behind.
+    #[test]
+    fn client_records_wait_for_room() {
+        let (flood, rx, _poke) = one_queue(1);
+        flood.forward(&rec("AT C +0.1 first +1+1 1"));
+        thread::scope(|s| {
+            let sender = s.spawn(|| {
+                let record = rec("AT A +0.1 second +1+1 1");
+                let far = Instant::now() + Duration::from_secs(60);
+                flood.send(&record, None, Source::Client(far));
+            });
+            // The link takes the first record; the second goes in its place.
+            assert_eq!(rx.recv().unwrap().record.update.client, "first");
+            sender.join().unwrap();
+        });
+        assert_eq!(rx.recv().unwrap().record.update.client, "second");
+        assert!(flood.queues[0].state.take_behind().is_empty());
+        assert!(!flood.queues[0].state.stalled.load(Ordering::SeqCst));
+    }
+
+    /// A client's record that waited the whole cap for room falls behind
+    /// and marks the link stalled; later ones fall behind beside it.
+    #[test]
+    fn a_full_queue_that_does_not_drain_stalls_the_link() {
+        let (flood, rx, _poke) = one_queue(1);
+        flood.forward(&rec("AT C +0.1 first +1+1 1"));
+        assert_eq!(
+            flood
+                .broadcast(&rec("AT A +0.1 second +1+1 1"))
+                .wait(DELIVERY_CAP),
+            0
+        );
+        let state = &flood.queues[0].state;
+        assert!(state.stalled.load(Ordering::SeqCst));
+        assert_eq!(rx.len(), 1);
+        assert_eq!(state.behind.lock().len(), 1);
+        drop(flood.broadcast(&rec("AT A +0.1 third +1+1 1")));
+        assert_eq!(state.behind.lock().len(), 2);
+        assert_eq!(rx.len(), 1);
     }
 }
