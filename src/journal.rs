@@ -41,7 +41,7 @@ use std::sync::Arc;
 use crate::herd::Herd;
 use crate::logging::ServerLog;
 use crate::protocol::{parse_peer_line, PeerCommand};
-use crate::store::Store;
+use crate::store::{Offered, Store};
 
 /// A handle to the journal file; clones share it.
 #[derive(Clone)]
@@ -69,26 +69,54 @@ impl Journal {
         path: &Path,
         herd: &Herd,
         store: &Store,
+        rules: &ReplayRules,
         log: &ServerLog,
     ) -> io::Result<(Journal, Replay)> {
         let mut replay = Replay::default();
+        let mut rejected = Vec::new();
         match fs::read(path) {
             Ok(bytes) => {
+                let now = crate::protocol::now_nanos();
                 for raw in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
                     replay.lines += 1;
                     let text = String::from_utf8_lossy(raw);
-                    match parse_peer_line(&text, |s| herd.contains(s)) {
-                        PeerCommand::At(record) => {
-                            store.offer(record);
+                    // Checked like a line from a neighbour: a torn last line
+                    // (the process died mid-write), a line from another
+                    // herd, a time too far ahead (which would pin its
+                    // client for ever), or a new client past the limit.
+                    let kept = match parse_peer_line(&text, |s| herd.contains(s)) {
+                        PeerCommand::At(record)
+                            if record.update.time - now <= rules.max_future.as_nanos() as i128 =>
+                        {
+                            !matches!(store.offer_within(record, rules.max_clients), Offered::Full)
                         }
-                        // A torn last line (the process died mid-write) or
-                        // a line from another herd: skip it.
-                        _ => replay.skipped += 1,
+                        _ => false,
+                    };
+                    if !kept {
+                        replay.skipped += 1;
+                        rejected.extend_from_slice(raw);
+                        rejected.push(b'\n');
                     }
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
+        }
+        if !rejected.is_empty() {
+            // Kept aside, never deleted: a person may want them back.
+            let aside = rejected_path(path);
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&aside)
+                .and_then(|mut f| f.write_all(&rejected))
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", aside.display())))?;
+            log.warn(format_args!(
+                "journal {}: {} line(s) not replayed, kept in {}",
+                path.display(),
+                replay.skipped,
+                aside.display()
+            ));
         }
         replay.clients = store.len();
         compact(path, store)?;
@@ -126,6 +154,33 @@ impl Journal {
             self.log.error(format_args!("journal write failed: {e}"));
         }
     }
+}
+
+/// What replay accepts, like a live line.
+#[derive(Debug, Clone)]
+pub struct ReplayRules {
+    /// Times further ahead of the clock than this are refused.
+    pub max_future: std::time::Duration,
+    /// New clients past this many are refused.
+    pub max_clients: usize,
+}
+
+impl Default for ReplayRules {
+    /// Nothing refused but malformed lines and strangers' lines.
+    fn default() -> ReplayRules {
+        ReplayRules {
+            max_future: std::time::Duration::MAX,
+            max_clients: usize::MAX,
+        }
+    }
+}
+
+/// Where replay keeps the lines it did not take: beside the journal,
+/// `<journal>.rejected`.
+pub fn rejected_path(journal: &Path) -> PathBuf {
+    let mut name = journal.as_os_str().to_owned();
+    name.push(".rejected");
+    PathBuf::from(name)
 }
 
 /// The default journal file of a server: `<dir>/<name>.journal`.
@@ -166,7 +221,8 @@ mod tests {
         let path = default_path(&dir, "Riley");
         let herd = Herd::default_herd();
         let log = ServerLog::discard();
-        let (journal, replay) = Journal::open(&path, &herd, &Store::new(), &log).unwrap();
+        let (journal, replay) =
+            Journal::open(&path, &herd, &Store::new(), &ReplayRules::default(), &log).unwrap();
         assert_eq!(replay, Replay::default());
         for line in [
             "AT Riley +0.1 kiwi +1+1 1",
@@ -177,7 +233,8 @@ mod tests {
         }
         drop(journal);
         let store = Store::new();
-        let (_journal, replay) = Journal::open(&path, &herd, &store, &log).unwrap();
+        let (_journal, replay) =
+            Journal::open(&path, &herd, &store, &ReplayRules::default(), &log).unwrap();
         assert_eq!(
             replay,
             Replay {
@@ -204,8 +261,14 @@ mod tests {
         )
         .unwrap();
         let store = Store::new();
-        let (_, replay) =
-            Journal::open(&path, &Herd::default_herd(), &store, &ServerLog::discard()).unwrap();
+        let (_, replay) = Journal::open(
+            &path,
+            &Herd::default_herd(),
+            &store,
+            &ReplayRules::default(),
+            &ServerLog::discard(),
+        )
+        .unwrap();
         assert_eq!(
             replay,
             Replay {
@@ -236,6 +299,7 @@ mod group_tests {
             &path,
             &Herd::default_herd(),
             &Store::new(),
+            &ReplayRules::default(),
             &ServerLog::discard(),
         )
         .unwrap();

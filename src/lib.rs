@@ -17,13 +17,17 @@
 //!   `parking_lot::RwLock`, and the "newer" rule that ends floods.
 //! - [`server`]: the listeners, the thread per connection, and what each
 //!   line does. The only place that reads from clients.
-//! - [`flood`]: one sender thread per neighbour, fed by a
-//!   `crossbeam-channel` queue; reconnects, and resyncs every record when
-//!   a link comes (back) up.
+//! - [`flood`]: the queues, one bounded `crossbeam-channel` per
+//!   neighbour, and what a full one does (a client waits for room, a
+//!   relayed update is kept aside, newest per client), so that the herd
+//!   never acknowledges updates faster than it floods them; then
+//!   [`flood::link`], the sender thread per neighbour, which reconnects
+//!   and resyncs every record when a link comes (back) up.
 //! - [`places`]: the Places client over blocking `ureq`, and
 //!   [`places::layout`], Google's JSON layout for cut answers.
 //! - [`journal`]: every new record appended to `<Name>.journal` before
-//!   the reply, in batches, and read back at start.
+//!   the reply (one write per update, or per burst from a neighbour),
+//!   and read back at start.
 //! - [`auth`]: the optional herd secret, proved on every link by an
 //!   HMAC challenge before any AT line is accepted.
 //! - [`herd`]: the herd file, read raw and validated in one place.
@@ -42,9 +46,10 @@
 //! |---|---|---|
 //! | accept (client port) | `accept()` | the client listener |
 //! | accept (peer port) | `accept()` | the peer listener |
-//! | one per connection | `read()`, a Places request | that socket |
+//! | one per connection (clients' at a lower priority) | `read()`, a Places request, room in a link's queue | that socket |
 //! | one link per neighbour | its queue, `connect()`, `write()` | the link socket |
 //! | one watcher per live link | `read()` of the link | nothing |
+//! | the log writer | its channel, then a short pause to gather lines | the log file |
 //!
 //! No lock is held across a socket write, a channel send or an HTTP call.
 #![forbid(unsafe_code)]

@@ -112,6 +112,62 @@ impl ServerLog {
     }
 }
 
+/// A failure that can recur thousands of times a second (a full table,
+/// no file descriptors left), reported without flooding the log: the first
+/// of an episode at once, then at most one line per interval saying how
+/// many happened since. The caller writes the line, in its own words.
+pub struct Episode {
+    every: std::time::Duration,
+    state: Mutex<EpisodeState>,
+}
+
+#[derive(Default)]
+struct EpisodeState {
+    /// Occurrences not yet reported.
+    unreported: u64,
+    /// When the last line was due; `None` outside an episode.
+    reported: Option<std::time::Instant>,
+}
+
+impl Episode {
+    /// Reports at most once per `every`.
+    pub fn new(every: std::time::Duration) -> Episode {
+        Episode {
+            every,
+            state: Mutex::new(EpisodeState::default()),
+        }
+    }
+
+    /// Counts one occurrence. `Some(n)` means a line is due now, for the
+    /// `n` occurrences since the last one (1 for the first of an episode).
+    pub fn occurred(&self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        let mut state = self.state.lock();
+        state.unreported += 1;
+        let due = state
+            .reported
+            .is_none_or(|last| now.duration_since(last) >= self.every);
+        if !due {
+            return None;
+        }
+        state.reported = Some(now);
+        Some(std::mem::take(&mut state.unreported))
+    }
+
+    /// Ends the episode. `Some(n)`: `n` occurrences were never reported,
+    /// and the caller should say so with the recovery.
+    pub fn ended(&self) -> Option<u64> {
+        let mut state = self.state.lock();
+        state.reported.take()?;
+        Some(std::mem::take(&mut state.unreported))
+    }
+
+    /// Whether an episode is under way.
+    pub fn ongoing(&self) -> bool {
+        self.state.lock().reported.is_some()
+    }
+}
+
 /// What the writer thread is told. Lines themselves do not travel
 /// through the channel: they wait in [`Pending`].
 enum ToWriter {
@@ -265,6 +321,29 @@ mod tests {
         assert!(lines[1].ends_with("ERROR bad thing"), "{}", lines[1]);
         assert!(lines[0].starts_with("20"), "{}", lines[0]);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// An episode is reported at its first occurrence, then not again
+    /// within the interval; its end hands back what went unreported, and
+    /// the next occurrence starts a new episode, reported at once.
+    #[test]
+    fn episodes_report_once_then_count() {
+        let hour = std::time::Duration::from_secs(3600);
+        let episode = Episode::new(hour);
+        assert!(!episode.ongoing());
+        assert_eq!(episode.occurred(), Some(1));
+        assert!(episode.ongoing());
+        for _ in 0..5 {
+            assert_eq!(episode.occurred(), None);
+        }
+        assert_eq!(episode.ended(), Some(5));
+        assert_eq!(episode.ended(), None, "already over");
+        assert_eq!(episode.occurred(), Some(1));
+        // With no interval every occurrence is reported, each alone.
+        let every = Episode::new(std::time::Duration::ZERO);
+        assert_eq!(every.occurred(), Some(1));
+        assert_eq!(every.occurred(), Some(1));
+        assert_eq!(every.ended(), Some(0));
     }
 }
 

@@ -23,6 +23,14 @@ use std::fmt;
 /// `i128` leaves room for any time a client may send without overflow.
 pub type Nanos = i128;
 
+/// The current time as nanoseconds since the epoch.
+pub fn now_nanos() -> Nanos {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    since.as_nanos() as Nanos
+}
+
 const NANOS_PER_SEC: i128 = 1_000_000_000;
 
 /// The protocol's white space: space, tab, CR, LF, form feed and vertical

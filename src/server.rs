@@ -39,7 +39,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use parking_lot::Mutex;
@@ -48,11 +48,11 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::auth::{self, HerdSecret};
 use crate::flood::{self, Flood, DELIVERY_CAP, HANDSHAKE_TIMEOUT};
 use crate::herd::{Herd, ServerSpec};
-use crate::journal::Journal;
-use crate::logging::ServerLog;
+use crate::journal::{Journal, ReplayRules};
+use crate::logging::{Episode, ServerLog};
 use crate::places::{Places, PlacesConfig};
-use crate::protocol::{self, AtRecord, ClientCommand, Escaped, Nanos, PeerCommand};
-use crate::store::Store;
+use crate::protocol::{self, now_nanos, AtRecord, ClientCommand, Escaped, Nanos, PeerCommand};
+use crate::store::{Offered, Store};
 
 /// The line limit of PROTOCOL.md §2.
 pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
@@ -67,6 +67,12 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 /// for ever, since no later update could be newer.
 pub const DEFAULT_MAX_FUTURE: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// How many clients the store holds at most, by default. A record costs
+/// about half a kilobyte, so this is about 500 MiB: far more clients than
+/// a class or a lab makes, and a bound on what a stranger inventing
+/// client ids can make a server spend.
+pub const DEFAULT_MAX_CLIENTS: usize = 1_000_000;
+
 /// How much lower client connection threads run than the threads that
 /// carry the flood, by default; see `yield_to_the_flood`.
 pub const DEFAULT_CLIENT_NICE: i32 = 10;
@@ -80,12 +86,20 @@ pub struct Limits {
     /// Most client connections open at once; past it a new connection is
     /// closed at once, and the ones already open carry on.
     pub max_connections: usize,
+    /// Most peer-port connections open at once, likewise; `None` means
+    /// [`default_max_peers`] of the server's neighbours. Anyone who can
+    /// reach the peer port can open connections there, and each costs a
+    /// thread.
+    pub max_peer_connections: Option<usize>,
     /// A client connection silent for this long is closed. `None` (the
     /// default) never closes one, so a person typing into `nc` is not cut
     /// off.
     pub idle_timeout: Option<Duration>,
     /// Client times further ahead of this server's clock are invalid.
     pub max_future: Duration,
+    /// Most clients the store holds; past it an update for a new client
+    /// is refused (known clients keep updating).
+    pub max_clients: usize,
     /// How many nice values client connection threads run below the rest
     /// of the server (0 to 19; 0 keeps them level); see
     /// `yield_to_the_flood`.
@@ -97,8 +111,10 @@ impl Default for Limits {
         Limits {
             max_line: DEFAULT_MAX_LINE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_peer_connections: None,
             idle_timeout: None,
             max_future: DEFAULT_MAX_FUTURE,
+            max_clients: DEFAULT_MAX_CLIENTS,
             client_nice: DEFAULT_CLIENT_NICE,
         }
     }
@@ -211,6 +227,14 @@ struct Shared {
     conns: Mutex<HashMap<u64, Arc<TcpStream>>>,
     /// How many client-port connections are open, for `max_connections`.
     clients: AtomicUsize,
+    /// How many peer-port connections are open, and how many may be.
+    peers: AtomicUsize,
+    max_peers: usize,
+    /// Refusals at either port's limit, reported once per episode.
+    refused_clients: Episode,
+    refused_peers: Episode,
+    /// New clients refused at `max_clients`, reported once per episode.
+    full: Episode,
     next_conn: AtomicU64,
 }
 
@@ -219,6 +243,28 @@ struct Shared {
 enum Port {
     Client,
     Peer,
+}
+
+impl Port {
+    /// "client" or "peer", for log lines.
+    fn kind(self) -> &'static str {
+        match self {
+            Port::Client => "client",
+            Port::Peer => "peer",
+        }
+    }
+}
+
+/// How often a refusal at a connection limit is reported while refusals
+/// go on.
+const REFUSALS_REPORTED_EVERY: Duration = Duration::from_secs(10);
+
+/// The peer-port limit when `--max-peer-connections` is not given: four
+/// per neighbour (a link that reconnects may briefly hold a second one,
+/// and a neighbour's old connection lingers until found dead), and at
+/// least eight.
+pub fn default_max_peers(neighbours: usize) -> usize {
+    (4 * neighbours).max(8)
 }
 
 /// A running server.
@@ -250,9 +296,14 @@ pub fn start(config: ServerConfig, listeners: Listeners) -> io::Result<ServerHan
     // WHATSAT already sees every acknowledged update.
     let journal = match journal {
         Some(path) => {
-            let (journal, replay) = Journal::open(&path, &herd, &store, &log).map_err(|e| {
-                io::Error::new(e.kind(), format!("journal {}: {e}", path.display()))
-            })?;
+            let rules = ReplayRules {
+                max_future: limits.max_future,
+                max_clients: limits.max_clients,
+            };
+            let (journal, replay) =
+                Journal::open(&path, &herd, &store, &rules, &log).map_err(|e| {
+                    io::Error::new(e.kind(), format!("journal {}: {e}", path.display()))
+                })?;
             log.info(format_args!(
                 "journal {}: read {} lines ({} skipped), {} clients",
                 path.display(),
@@ -266,6 +317,9 @@ pub fn start(config: ServerConfig, listeners: Listeners) -> io::Result<ServerHan
     };
     let (shutdown_tx, shutdown_rx) = crossbeam_channel::bounded::<()>(0);
     let neighbours: Vec<ServerSpec> = herd.neighbours(&name).into_iter().cloned().collect();
+    let max_peers = limits
+        .max_peer_connections
+        .unwrap_or_else(|| default_max_peers(neighbours.len()));
     let (flood, mut threads) = flood::start(
         &name,
         &neighbours,
@@ -299,6 +353,11 @@ pub fn start(config: ServerConfig, listeners: Listeners) -> io::Result<ServerHan
         stopping: AtomicBool::new(false),
         conns: Mutex::new(HashMap::new()),
         clients: AtomicUsize::new(0),
+        peers: AtomicUsize::new(0),
+        max_peers,
+        refused_clients: Episode::new(REFUSALS_REPORTED_EVERY),
+        refused_peers: Episode::new(REFUSALS_REPORTED_EVERY),
+        full: Episode::new(REFUSALS_REPORTED_EVERY),
         next_conn: AtomicU64::new(0),
     });
     for (listener, port) in [
@@ -395,7 +454,16 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// The first pause after a failed `accept`; it doubles up to
+/// [`ACCEPT_PAUSE_MAX`], as Go's HTTP server does.
+const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(5);
+/// The longest pause between failed `accept`s.
+const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
+
 fn accept_loop(shared: &Arc<Shared>, listener: TcpListener, port: Port) {
+    let kind = port.kind();
+    let failures = Episode::new(Duration::from_secs(1));
+    let mut pause = ACCEPT_PAUSE_MIN;
     for stream in listener.incoming() {
         if shared.stopping.load(Ordering::SeqCst) {
             return;
@@ -403,26 +471,39 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener, port: Port) {
         let stream = match stream {
             Ok(stream) => stream,
             Err(e) => {
-                // Out of file descriptors and the like: say so, and give
-                // the system a moment instead of spinning on the error.
-                shared.log.error(format_args!("accept failed: {e}"));
-                thread::sleep(Duration::from_millis(10));
+                // Out of file descriptors and the like, which lasts until
+                // connections close: wait, longer each time, and say so
+                // at most once a second.
+                if let Some(n) = failures.occurred() {
+                    shared.log.error(format_args!(
+                        "accept on the {kind} port failed {n} time(s) since the last report ({e}); \
+                         retrying after {} ms",
+                        pause.as_millis()
+                    ));
+                }
+                shared.pause_unless_stopping(pause);
+                pause = (pause * 2).min(ACCEPT_PAUSE_MAX);
                 continue;
             }
         };
-        match port {
-            Port::Client if !shared.admit_client(&stream) => continue,
-            Port::Client => {}
-            Port::Peer => shared.flood.poke(),
+        pause = ACCEPT_PAUSE_MIN;
+        if let Some(n) = failures.ended() {
+            shared.log.warn(format_args!(
+                "accepting on the {kind} port again ({n} more failure(s) since the last report)"
+            ));
+        }
+        if !shared.admit(&stream, port) {
+            continue;
+        }
+        if port == Port::Peer {
+            shared.flood.poke();
         }
         let thread_shared = Arc::clone(shared);
         let spawned = thread::Builder::new()
             .stack_size(CONNECTION_STACK)
             .spawn(move || serve_connection(&thread_shared, stream, port));
         if let Err(e) = spawned {
-            if port == Port::Client {
-                shared.clients.fetch_sub(1, Ordering::SeqCst);
-            }
+            shared.release(port);
             shared
                 .log
                 .error(format_args!("cannot start a connection thread: {e}"));
@@ -439,11 +520,7 @@ fn serve_connection(shared: &Shared, stream: TcpStream, port: Port) {
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
     let stream = Arc::new(stream);
     shared.conns.lock().insert(id, Arc::clone(&stream));
-    let kind = if port == Port::Client {
-        "client"
-    } else {
-        "peer"
-    };
+    let kind = port.kind();
     // Checked after registering, so a shutdown that began meanwhile
     // either finds this socket in the table or is seen here.
     let how = if shared.stopping.load(Ordering::SeqCst) {
@@ -457,7 +534,9 @@ fn serve_connection(shared: &Shared, stream: TcpStream, port: Port) {
             flood::detect_dead_peer(&stream);
         }
         if port == Port::Client {
-            yield_to_the_flood(shared.limits.client_nice);
+            if shared.flood.any_open() {
+                yield_to_the_flood(shared.limits.client_nice);
+            }
             let _ = stream.set_read_timeout(shared.limits.idle_timeout);
             // A client that never reads would otherwise hold its thread in
             // a blocked write for ever once its socket buffer is full.
@@ -470,9 +549,7 @@ fn serve_connection(shared: &Shared, stream: TcpStream, port: Port) {
         how
     };
     shared.conns.lock().remove(&id);
-    if port == Port::Client {
-        shared.clients.fetch_sub(1, Ordering::SeqCst);
-    }
+    shared.release(port);
     shared
         .log
         .info(format_args!("{peer} {kind} connection closed ({how})"));
@@ -490,6 +567,10 @@ fn serve_connection(shared: &Shared, stream: TcpStream, port: Port) {
 /// CPU share of a relay thread when both want to run, and exactly as much
 /// as before when nothing else does. `proxy-herd-bench sustain` measured
 /// the difference (README, Performance).
+///
+/// Only connections that start while some link is up do this: with no
+/// flood to protect, a lower priority would only let other programs on
+/// the machine (a load generator, say) delay the replies.
 ///
 /// Linux keeps nice values per thread, and an unprivileged thread may
 /// always lower its own priority. Elsewhere, or if the call fails, the
@@ -621,14 +702,6 @@ fn challenge(
     Ok(())
 }
 
-/// The current time as nanoseconds since the epoch.
-fn now_nanos() -> Nanos {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    since.as_nanos() as Nanos
-}
-
 /// Decodes a received line. Not valid UTF-8 gives `Err` with the lossy
 /// text, which PROTOCOL.md §2 makes an invalid line.
 fn decode(raw: &[u8]) -> Result<&str, String> {
@@ -636,23 +709,83 @@ fn decode(raw: &[u8]) -> Result<&str, String> {
 }
 
 impl Shared {
-    /// Counts a new client connection in, or closes it at once if
-    /// `max_connections` are already open.
-    fn admit_client(&self, stream: &TcpStream) -> bool {
-        let open = self.clients.fetch_add(1, Ordering::SeqCst);
-        if open < self.limits.max_connections {
+    /// Counts a new connection in, or closes it at once if its port's
+    /// limit of open connections is reached (`--max-connections`,
+    /// `--max-peer-connections`). Refusals are logged once per episode.
+    fn admit(&self, stream: &TcpStream, port: Port) -> bool {
+        let (open, limit, refused, flag) = match port {
+            Port::Client => (
+                &self.clients,
+                self.limits.max_connections,
+                &self.refused_clients,
+                "--max-connections",
+            ),
+            Port::Peer => (
+                &self.peers,
+                self.max_peers,
+                &self.refused_peers,
+                "--max-peer-connections",
+            ),
+        };
+        if open.fetch_add(1, Ordering::SeqCst) < limit {
+            if let Some(n) = refused.ended() {
+                self.log.info(format_args!(
+                    "{} connections admitted again ({n} more refused since the last report)",
+                    port.kind()
+                ));
+            }
             return true;
         }
-        self.clients.fetch_sub(1, Ordering::SeqCst);
-        let peer = stream
-            .peer_addr()
-            .map_or_else(|_| "?".to_string(), |a| a.to_string());
-        self.log.warn(format_args!(
-            "{peer} refused: {} client connections already open (--max-connections)",
-            self.limits.max_connections
-        ));
+        open.fetch_sub(1, Ordering::SeqCst);
+        if let Some(n) = refused.occurred() {
+            let peer = stream
+                .peer_addr()
+                .map_or_else(|_| "?".to_string(), |a| a.to_string());
+            self.log.warn(format_args!(
+                "{peer} refused: {limit} {} connections already open ({flag}); \
+                 {n} refused since the last report",
+                port.kind()
+            ));
+        }
         let _ = stream.shutdown(Shutdown::Both);
         false
+    }
+
+    /// Counts a connection out when it ends.
+    fn release(&self, port: Port) {
+        match port {
+            Port::Client => self.clients.fetch_sub(1, Ordering::SeqCst),
+            Port::Peer => self.peers.fetch_sub(1, Ordering::SeqCst),
+        };
+    }
+
+    /// Reports, once per episode, that an update for a new client was
+    /// refused because the store holds `--max-clients` clients already.
+    /// From a client, that update gets `?`; from a neighbour, it is
+    /// dropped, so that client lives on the servers that had room, and
+    /// this one answers WHATSAT about it with `?` until restarted with a
+    /// higher limit (the resync then brings it).
+    fn store_full(&self, peer: &str) {
+        if let Some(n) = self.full.occurred() {
+            self.log.warn(format_args!(
+                "{peer}: update for a new client refused: {} clients stored (--max-clients); \
+                 {n} refused since the last report",
+                self.limits.max_clients
+            ));
+        }
+    }
+
+    /// Sleeps for `pause`, in short steps, returning early once the server
+    /// is stopping, so that a shutdown is never held up by a long pause.
+    fn pause_unless_stopping(&self, pause: Duration) {
+        let until = Instant::now() + pause;
+        while !self.stopping.load(Ordering::SeqCst) {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            thread::sleep(left.min(Duration::from_millis(20)));
+        }
     }
 
     /// Whether a client time is too far ahead of `now` (`--max-future`).
@@ -685,12 +818,19 @@ impl Shared {
                 // in the journal and in the sockets of the links that are
                 // up (PROTOCOL.md §5). The links are told first, so their
                 // writes overlap the journal's.
-                if let Some(stored) = self.store.offer(record) {
-                    let delivery = self.flood.broadcast(&stored);
-                    if let Some(journal) = &self.journal {
-                        journal.append(&stored.line);
+                match self.store.offer_within(record, self.limits.max_clients) {
+                    Offered::New(stored) => {
+                        let delivery = self.flood.broadcast(&stored);
+                        if let Some(journal) = &self.journal {
+                            journal.append(&stored.line);
+                        }
+                        delivery.wait(DELIVERY_CAP);
                     }
-                    delivery.wait(DELIVERY_CAP);
+                    Offered::NotNewer => {}
+                    Offered::Full => {
+                        self.store_full(peer);
+                        return Some(protocol::invalid_reply(&text));
+                    }
                 }
                 Some(reply)
             }
@@ -730,8 +870,11 @@ impl Shared {
                 Some(protocol::invalid_reply(&text))
             }
             PeerCommand::At(record) => {
-                if let Some(stored) = self.store.offer(record) {
-                    learnt.push(stored);
+                match self.store.offer_within(record, self.limits.max_clients) {
+                    Offered::New(stored) => learnt.push(stored),
+                    Offered::NotNewer => {}
+                    // Not stored, so not passed on either: see `store_full`.
+                    Offered::Full => self.store_full(peer),
                 }
                 None
             }

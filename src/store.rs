@@ -19,6 +19,17 @@ use parking_lot::RwLock;
 
 use crate::protocol::AtRecord;
 
+/// What [`Store::offer_within`] did with a record.
+#[derive(Debug)]
+pub enum Offered {
+    /// It was stored: flood it.
+    New(Arc<AtRecord>),
+    /// The store holds this record or a newer one of its client.
+    NotNewer,
+    /// A new client, and the store is full.
+    Full,
+}
+
 /// A handle to the store; clones share the same records.
 #[derive(Clone, Default)]
 pub struct Store {
@@ -36,24 +47,36 @@ impl Store {
     /// can flood it; an older or identical record changes nothing and
     /// gives `None`, which is what ends a flood.
     pub fn offer(&self, record: AtRecord) -> Option<Arc<AtRecord>> {
+        match self.offer_within(record, usize::MAX) {
+            Offered::New(stored) => Some(stored),
+            Offered::NotNewer | Offered::Full => None,
+        }
+    }
+
+    /// Like [`Store::offer`], but a record of a client the store does not
+    /// know yet is refused when it already holds `max_clients` clients.
+    /// Known clients always update.
+    pub fn offer_within(&self, record: AtRecord, max_clients: usize) -> Offered {
         // Most records a busy herd offers are copies it already holds (the
         // flood reaches each server by several paths), so look first under
         // the shared lock, which readers hold together, and take the
         // exclusive one only to change something.
         if let Some(old) = self.records.read().get(&record.update.client) {
             if !record.is_newer_than(old) {
-                return None;
+                return Offered::NotNewer;
             }
         }
         let mut records = self.records.write();
+        let full = records.len() >= max_clients;
         let (stored, replaced) = match records.get_mut(&record.update.client) {
-            Some(old) if !record.is_newer_than(old) => return None,
+            Some(old) if !record.is_newer_than(old) => return Offered::NotNewer,
             // A known client: its key stays, only the record changes.
             Some(old) => {
                 let stored = Arc::new(record);
                 let replaced = std::mem::replace(old, Arc::clone(&stored));
                 (stored, Some(replaced))
             }
+            None if full => return Offered::Full,
             None => {
                 let stored = Arc::new(record);
                 records.insert(stored.update.client.clone(), Arc::clone(&stored));
@@ -63,7 +86,7 @@ impl Store {
         // The old record is freed after the lock is released.
         drop(records);
         drop(replaced);
-        Some(stored)
+        Offered::New(stored)
     }
 
     /// The stored record of a client, if any.
@@ -137,6 +160,29 @@ mod tests {
             }
             assert_eq!(store.get("kiwi").unwrap().line, b.line);
         }
+    }
+
+    /// A full store refuses new clients and keeps updating known ones.
+    #[test]
+    fn full_store_refuses_only_new_clients() {
+        let store = Store::new();
+        assert!(matches!(
+            store.offer_within(at("AT A +0.1 kiwi +1+2 100"), 1),
+            Offered::New(_)
+        ));
+        assert!(matches!(
+            store.offer_within(at("AT A +0.1 apple +1+2 100"), 1),
+            Offered::Full
+        ));
+        assert!(matches!(
+            store.offer_within(at("AT A +0.1 kiwi +1+2 200"), 1),
+            Offered::New(_)
+        ));
+        assert!(matches!(
+            store.offer_within(at("AT A +0.1 kiwi +1+2 150"), 1),
+            Offered::NotNewer
+        ));
+        assert_eq!(store.len(), 1);
     }
 
     /// The snapshot holds one record per client, the newest.

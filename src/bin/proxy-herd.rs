@@ -15,8 +15,8 @@ use proxy_herd::journal;
 use proxy_herd::logging::ServerLog;
 use proxy_herd::places::{PlacesApi, PlacesConfig, DEFAULT_MAX_BYTES};
 use proxy_herd::server::{
-    self, Limits, Listeners, ServerConfig, DEFAULT_CLIENT_NICE, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_FUTURE, DEFAULT_MAX_LINE,
+    self, Limits, Listeners, ServerConfig, DEFAULT_CLIENT_NICE, DEFAULT_MAX_CLIENTS,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FUTURE, DEFAULT_MAX_LINE,
 };
 
 /// One server of a proxy herd: takes client locations (IAMAT), floods them
@@ -82,6 +82,12 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
 
+    /// Most connections open at once on the peer port, where neighbours'
+    /// links arrive; past it new ones are closed at once [default: four
+    /// per neighbour, at least 8].
+    #[arg(long, value_name = "N")]
+    max_peer_connections: Option<usize>,
+
     /// Close a client connection that sends nothing for this many seconds
     /// (off by default, so people typing into nc are not cut off).
     #[arg(long, value_name = "SECONDS")]
@@ -109,10 +115,17 @@ struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_MAX_FUTURE.as_secs_f64())]
     max_future: f64,
 
+    /// Most clients stored; past it an IAMAT for a new client gets `?`
+    /// and a neighbour's update for one is dropped (known clients keep
+    /// updating).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CLIENTS)]
+    max_clients: usize,
+
     /// How many nice values client connection threads run below the rest
-    /// of the server (0-19): on a busy machine the threads that flood
-    /// updates to the neighbours then run first, so the herd stays fresh.
-    /// 0 runs clients at the server's own priority.
+    /// of the server (0-19) when they start while a link to a neighbour is
+    /// up: on a busy machine the threads that flood updates to the
+    /// neighbours then run first, so the herd stays fresh. 0 runs clients
+    /// at the server's own priority.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CLIENT_NICE,
           value_parser = clap::value_parser!(i32).range(0..=19))]
     client_nice: i32,
@@ -178,15 +191,25 @@ fn run(args: Args) -> Result<(), String> {
     let limits = Limits {
         max_line: args.max_line,
         max_connections: args.max_connections,
+        max_peer_connections: args.max_peer_connections,
         idle_timeout: args
             .idle_timeout
             .map(|s| seconds("--idle-timeout", s))
             .transpose()?,
         max_future: seconds("--max-future", args.max_future)?,
+        max_clients: args.max_clients,
         client_nice: args.client_nice,
     };
-    if limits.max_line == 0 || limits.max_connections == 0 {
-        return Err("--max-line and --max-connections must be at least 1".into());
+    if limits.max_line == 0
+        || limits.max_connections == 0
+        || limits.max_peer_connections == Some(0)
+        || limits.max_clients == 0
+    {
+        return Err(
+            "--max-line, --max-connections, --max-peer-connections and --max-clients \
+             must be at least 1"
+                .into(),
+        );
     }
     // The secret file wins over HERD_SECRET; neither means no secret.
     let secret = match (&args.herd_secret_file, std::env::var_os("HERD_SECRET")) {

@@ -430,6 +430,12 @@ impl Flood {
         }
     }
 
+    /// Whether any link is connected, so that there is a flood to keep up
+    /// with.
+    pub fn any_open(&self) -> bool {
+        self.queues.iter().any(Queue::open)
+    }
+
     /// How many records each link holds waiting (queued and behind), by
     /// neighbour. For tests and diagnostics; takes each link's lock.
     pub fn waiting(&self) -> Vec<(String, usize)> {
