@@ -29,14 +29,25 @@
 //! condition variable and wake in herds. An earlier version with a
 //! dedicated writer thread (two wake-ups per update) was slower still.
 //!
-//! At start the journal is read back into the store, then rewritten
-//! with one line per client (the newest record), so it stays as small as
-//! the store instead of growing with every update ever made.
+//! At start the journal is read back into the store, a line at a time,
+//! checked as a neighbour's line would be, then rewritten with one line
+//! per client (the newest record). While the server runs, a compactor
+//! thread rewrites it the same way whenever it has doubled since the last
+//! rewrite (and passed [`COMPACT_MIN_BYTES`]), so a server that runs for
+//! weeks keeps a journal of about the size of its store. Appends never
+//! wait for a compaction: they are pointed at the new file before the
+//! store is read (see `Inner::compact_now`).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread;
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
 
 use crate::herd::Herd;
 use crate::logging::ServerLog;
@@ -46,9 +57,30 @@ use crate::store::{Offered, Store};
 /// A handle to the journal file; clones share it.
 #[derive(Clone)]
 pub struct Journal {
-    file: Arc<File>,
+    inner: Arc<Inner>,
+}
+
+/// What the handles and the compactor thread share.
+struct Inner {
+    path: PathBuf,
+    /// The file appends go to. A compaction swaps it for the new file;
+    /// the lock covers cloning or swapping the `Arc`, never a write.
+    file: Mutex<Arc<File>>,
+    /// Bytes in the current file: its size after the last compaction plus
+    /// what was appended since.
+    size: AtomicU64,
+    /// The size right after the last compaction: about the live set.
+    compacted: AtomicU64,
+    /// Wakes the compactor thread.
+    wake: Sender<()>,
+    store: Store,
     log: ServerLog,
 }
+
+/// A journal is compacted while the server runs once it has grown to
+/// twice its size after the last compaction, and is at least this big
+/// (a small journal is not worth a rewrite).
+pub const COMPACT_MIN_BYTES: u64 = 1024 * 1024;
 
 /// What reading a journal back found.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -63,8 +95,8 @@ pub struct Replay {
 
 impl Journal {
     /// Reads the journal at `path` (if any) into `store`, compacts it to
-    /// one line per client, and starts the writer. Called before the
-    /// server accepts anyone.
+    /// one line per client, and starts the compactor thread. Called before
+    /// the server accepts anyone.
     pub fn open(
         path: &Path,
         herd: &Herd,
@@ -74,10 +106,22 @@ impl Journal {
     ) -> io::Result<(Journal, Replay)> {
         let mut replay = Replay::default();
         let mut rejected = Vec::new();
-        match fs::read(path) {
-            Ok(bytes) => {
+        match File::open(path) {
+            Ok(file) => {
+                // Streamed a line at a time: memory follows the store, not
+                // the file.
                 let now = crate::protocol::now_nanos();
-                for raw in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                let mut reader = BufReader::with_capacity(64 * 1024, file);
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    if reader.read_until(b'\n', &mut line)? == 0 {
+                        break;
+                    }
+                    let raw = line.strip_suffix(b"\n").unwrap_or(&line);
+                    if raw.is_empty() {
+                        continue;
+                    }
                     replay.lines += 1;
                     let text = String::from_utf8_lossy(raw);
                     // Checked like a line from a neighbour: a torn last line
@@ -121,13 +165,28 @@ impl Journal {
         replay.clients = store.len();
         compact(path, store)?;
         let file = OpenOptions::new().append(true).open(path)?;
-        Ok((
-            Journal {
-                file: Arc::new(file),
-                log: log.clone(),
-            },
-            replay,
-        ))
+        let size = file.metadata()?.len();
+        let (wake, woken) = crossbeam_channel::bounded(1);
+        let inner = Arc::new(Inner {
+            path: path.to_path_buf(),
+            file: Mutex::new(Arc::new(file)),
+            size: AtomicU64::new(size),
+            compacted: AtomicU64::new(size),
+            wake,
+            store: store.clone(),
+            log: log.clone(),
+        });
+        let weak = Arc::downgrade(&inner);
+        thread::Builder::new()
+            .name("journal compactor".into())
+            .spawn(move || {
+                // Ends when the last handle is gone, which drops `wake`.
+                while woken.recv().is_ok() {
+                    let Some(inner) = weak.upgrade() else { return };
+                    inner.compact_now();
+                }
+            })?;
+        Ok((Journal { inner }, replay))
     }
 
     /// Appends a record's AT line; when this returns, the line is in the
@@ -150,10 +209,118 @@ impl Journal {
         if entry.is_empty() {
             return;
         }
-        if let Err(e) = (&*self.file).write_all(entry.as_bytes()) {
-            self.log.error(format_args!("journal write failed: {e}"));
+        let inner = &self.inner;
+        let file = Arc::clone(&inner.file.lock());
+        if let Err(e) = (&*file).write_all(entry.as_bytes()) {
+            inner.log.error(format_args!("journal write failed: {e}"));
+            return;
+        }
+        let size = inner.size.fetch_add(entry.len() as u64, Ordering::Relaxed) + entry.len() as u64;
+        if size >= COMPACT_MIN_BYTES && size >= 2 * inner.compacted.load(Ordering::Relaxed) {
+            let _ = inner.wake.try_send(());
         }
     }
+
+    /// How many bytes the journal file holds now (for tests and logs).
+    pub fn size(&self) -> u64 {
+        self.inner.size.load(Ordering::Relaxed)
+    }
+}
+
+impl Inner {
+    /// Rewrites the journal as the store's records while appends go on.
+    ///
+    /// Appends are first pointed at a new file, and only then is the store
+    /// read: every record appended to the old file was stored before its
+    /// append, so before the read, and the new file has it. The order of
+    /// lines does not matter (replay keeps each client's newest). Then the
+    /// new file takes the journal's name. If anything fails on the way,
+    /// appends go back to the old file, which gets the store's records
+    /// appended, so whatever went to the new file meanwhile is not lost,
+    /// and the old journal stays whole.
+    fn compact_now(&self) {
+        let began = Instant::now();
+        let before = self.size.load(Ordering::Relaxed);
+        let tmp = compact_path(&self.path);
+        let new = match OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&tmp)
+            .and_then(|f| {
+                drop(f);
+                OpenOptions::new().append(true).open(&tmp)
+            }) {
+            Ok(file) => Arc::new(file),
+            Err(e) => {
+                self.log.error(format_args!(
+                    "journal compaction: cannot create {}: {e}; the journal keeps growing",
+                    tmp.display()
+                ));
+                return;
+            }
+        };
+        let old = std::mem::replace(&mut *self.file.lock(), Arc::clone(&new));
+        let records = self.store.snapshot();
+        let written = write_records(&new, &records).and_then(|bytes| {
+            fs::rename(&tmp, &self.path)?;
+            Ok(bytes)
+        });
+        match written {
+            Ok(bytes) => {
+                // Appends since the swap are in the file too.
+                let size = new.metadata().map_or(bytes, |m| m.len());
+                self.compacted.store(size, Ordering::Relaxed);
+                self.size.store(size, Ordering::Relaxed);
+                self.log.info(format_args!(
+                    "journal compacted: {} records, {before} -> {size} bytes in {} ms",
+                    records.len(),
+                    began.elapsed().as_millis()
+                ));
+            }
+            Err(e) => {
+                *self.file.lock() = old;
+                let file = Arc::clone(&self.file.lock());
+                let kept = write_records(&file, &self.store.snapshot());
+                let _ = fs::remove_file(&tmp);
+                self.log.error(format_args!(
+                    "journal compaction failed ({e}); the old journal is kept{}",
+                    match kept {
+                        Ok(_) => String::new(),
+                        Err(e) => format!(", but the records could not be added to it ({e})"),
+                    }
+                ));
+                // Try again only after as much growth again.
+                self.compacted.store(
+                    self.size.load(Ordering::Relaxed).max(COMPACT_MIN_BYTES),
+                    Ordering::Relaxed,
+                );
+            }
+        }
+    }
+}
+
+/// Appends records' lines to `file` in writes of a few hundred lines.
+/// Returns the bytes written.
+fn write_records(file: &File, records: &[Arc<crate::protocol::AtRecord>]) -> io::Result<u64> {
+    let mut written = 0;
+    for chunk in records.chunks(512) {
+        let mut text = String::with_capacity(chunk.len() * 96);
+        for record in chunk {
+            text.push_str(&record.line);
+            text.push('\n');
+        }
+        (&*file).write_all(text.as_bytes())?;
+        written += text.len() as u64;
+    }
+    Ok(written)
+}
+
+/// Where a running compaction writes: `<journal>.compact`.
+fn compact_path(journal: &Path) -> PathBuf {
+    let mut name = journal.as_os_str().to_owned();
+    name.push(".compact");
+    PathBuf::from(name)
 }
 
 /// What replay accepts, like a live line.

@@ -27,7 +27,7 @@
 //!   [`places::layout`], Google's JSON layout for cut answers.
 //! - [`journal`]: every new record appended to `<Name>.journal` before
 //!   the reply (one write per update, or per burst from a neighbour),
-//!   and read back at start.
+//!   read back at start, and compacted while the server runs.
 //! - [`auth`]: the optional herd secret, proved on every link by an
 //!   HMAC challenge before any AT line is accepted.
 //! - [`herd`]: the herd file, read raw and validated in one place.
@@ -50,6 +50,7 @@
 //! | one link per neighbour | its queue, `connect()`, `write()` | the link socket |
 //! | one watcher per live link | `read()` of the link | nothing |
 //! | the log writer | its channel, then a short pause to gather lines | the log file |
+//! | the journal compactor | its channel, until the journal has doubled | the `.compact` file while it rewrites |
 //!
 //! No lock is held across a socket write, a channel send or an HTTP call.
 #![forbid(unsafe_code)]
