@@ -215,8 +215,8 @@ impl Journal {
             inner.log.error(format_args!("journal write failed: {e}"));
             return;
         }
-        let size = inner.size.fetch_add(entry.len() as u64, Ordering::Relaxed) + entry.len() as u64;
-        if size >= COMPACT_MIN_BYTES && size >= 2 * inner.compacted.load(Ordering::Relaxed) {
+        inner.size.fetch_add(entry.len() as u64, Ordering::Relaxed);
+        if inner.due() {
             let _ = inner.wake.try_send(());
         }
     }
@@ -228,6 +228,12 @@ impl Journal {
 }
 
 impl Inner {
+    /// Whether the journal has grown enough to be worth a rewrite.
+    fn due(&self) -> bool {
+        let size = self.size.load(Ordering::Relaxed);
+        size >= COMPACT_MIN_BYTES && size >= 2 * self.compacted.load(Ordering::Relaxed)
+    }
+
     /// Rewrites the journal as the store's records while appends go on.
     ///
     /// Appends are first pointed at a new file, and only then is the store
@@ -239,6 +245,11 @@ impl Inner {
     /// appended, so whatever went to the new file meanwhile is not lost,
     /// and the old journal stays whole.
     fn compact_now(&self) {
+        // Appends made during the last compaction may have asked for
+        // another one that is no longer due.
+        if !self.due() {
+            return;
+        }
         let began = Instant::now();
         let before = self.size.load(Ordering::Relaxed);
         let tmp = compact_path(&self.path);
