@@ -1,131 +1,18 @@
-//! The bench as a member of a herd: it listens on its peer port, where
-//! the far server's link delivers AT lines, and times each update from
-//! the moment its IAMAT was written to the near server until its AT line
-//! arrives.
-//!
-//! Each update is for a new client id (`<prefix>-<i>`), so an arrival
-//! names its update without doubt; lines for other clients (the resync a
-//! link sends when it comes up) are ignored.
+//! Flood latency at a steady rate: the bench, a member of the herd
+//! ([`super::member`]), times each update from the moment its IAMAT was
+//! written to the near server until its AT line reaches it through the
+//! far server. Each update is for a new client id (`<prefix>-<i>`).
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::net::SocketAddr;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use super::client::{self, ClientClock, Conn};
+use super::member::{client_and_time, key, Member};
 use super::spawn::{self, READY_PATIENCE};
-
-/// Receives AT lines on the bench's peer port and notes when each of
-/// ours first arrived.
-pub struct Receiver {
-    addr: SocketAddr,
-    prefix: String,
-    arrivals: Arc<Mutex<HashMap<String, Instant>>>,
-    stopping: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
-}
 
 /// Most updates one run can time (a bound on memory).
 const MAX_UPDATES: usize = 1_000_000;
-
-impl Receiver {
-    /// Accepts links on `listener`; notes arrivals of client ids that
-    /// start with `prefix`.
-    pub fn start(listener: TcpListener, prefix: &str) -> std::io::Result<Receiver> {
-        let addr = listener.local_addr()?;
-        let arrivals = Arc::new(Mutex::new(HashMap::new()));
-        let stopping = Arc::new(AtomicBool::new(false));
-        let accept = {
-            let arrivals = Arc::clone(&arrivals);
-            let stopping = Arc::clone(&stopping);
-            let prefix = format!("{prefix}-");
-            thread::Builder::new()
-                .name("bench peer accept".into())
-                .spawn(move || {
-                    for stream in listener.incoming() {
-                        if stopping.load(Ordering::SeqCst) {
-                            return;
-                        }
-                        let Ok(stream) = stream else { continue };
-                        let arrivals = Arc::clone(&arrivals);
-                        let stopping = Arc::clone(&stopping);
-                        let prefix = prefix.clone();
-                        let _ = thread::Builder::new()
-                            .stack_size(128 * 1024)
-                            .spawn(move || read_link(stream, &prefix, &arrivals, &stopping));
-                    }
-                })?
-        };
-        Ok(Receiver {
-            addr,
-            prefix: prefix.to_string(),
-            arrivals,
-            stopping,
-            accept: Some(accept),
-        })
-    }
-
-    /// Where it listens.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    fn arrived(&self, id: &str) -> Option<Instant> {
-        self.lock().get(id).copied()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
-        self.arrivals.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        if let Some(accept) = self.accept.take() {
-            self.stopping.store(true, Ordering::SeqCst);
-            let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-            let _ = accept.join();
-        }
-    }
-}
-
-/// Reads one link until it closes or the receiver stops.
-fn read_link(
-    stream: TcpStream,
-    prefix: &str,
-    arrivals: &Mutex<HashMap<String, Instant>>,
-    stopping: &AtomicBool,
-) {
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    while !stopping.load(Ordering::SeqCst) {
-        match reader.read_line(&mut line) {
-            Ok(0) => return,
-            Ok(_) if line.ends_with('\n') => {
-                let now = Instant::now();
-                if let Some(id) = client::at_client(&line).filter(|id| id.starts_with(prefix)) {
-                    let mut arrivals = arrivals.lock().unwrap_or_else(|e| e.into_inner());
-                    if arrivals.len() < MAX_UPDATES {
-                        arrivals.entry(id.to_string()).or_insert(now);
-                    }
-                }
-                line.clear();
-            }
-            // Part of a line, or the read timed out: keep what came.
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return,
-        }
-    }
-}
 
 /// What a flood run measured.
 #[derive(Debug, Default)]
@@ -149,20 +36,22 @@ pub struct Outcome {
 /// update arrives, which proves the path is up.
 pub fn measure(
     near: SocketAddr,
-    receiver: &Receiver,
+    receiver: &Member,
+    prefix: &str,
     rate: f64,
     duration: Duration,
     timeout: Duration,
 ) -> Result<Outcome, String> {
-    let warm = format!("{}-warm", receiver.prefix);
-    spawn::iamat_once(near, &warm)?;
+    let warm_line = spawn::iamat_once(near, &format!("{prefix}-warm"))?;
+    let (warm_client, warm_time) = client_and_time(&warm_line).ok_or("no AT line")?;
+    let warm = key(warm_client, warm_time);
     let deadline = Instant::now() + READY_PATIENCE;
-    while receiver.arrived(&warm).is_none() {
+    while receiver.arrived(warm).is_none() {
         if Instant::now() >= deadline {
             return Err(format!(
                 "no AT line reached the bench ({}) within {READY_PATIENCE:?} of an IAMAT to {near}: \
                  is the bench linked to the far server in the herd file, and is the herd running with it?",
-                receiver.addr
+                receiver.addr()
             ));
         }
         thread::sleep(Duration::from_millis(5));
@@ -182,9 +71,10 @@ pub fn measure(
         if let Some(wait) = slot.checked_duration_since(Instant::now()) {
             thread::sleep(wait);
         }
-        let id = format!("{}-{i}", receiver.prefix);
-        let (line, tail) = client::iamat(&id, &clock.tick());
-        sent_at.push(Instant::now());
+        let id = format!("{prefix}-{i}");
+        let time = clock.tick();
+        let (line, tail) = client::iamat(&id, &time);
+        sent_at.push((key(&id, &time), Instant::now()));
         let reply = conn
             .send(&line)
             .and_then(|()| conn.read_until(b"\n"))
@@ -204,9 +94,8 @@ pub fn measure(
         let arrivals = receiver.lock();
         let arrived: Vec<u64> = sent_at
             .iter()
-            .enumerate()
-            .filter_map(|(i, sent)| {
-                let at = arrivals.get(&format!("{}-{i}", receiver.prefix))?;
+            .filter_map(|(key, sent)| {
+                let at = arrivals.get(key)?;
                 Some(at.saturating_duration_since(*sent).as_nanos() as u64)
             })
             .collect();

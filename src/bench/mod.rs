@@ -7,8 +7,9 @@
 //! - [`client`]: the protocol from a client's side, and reply checks.
 //! - [`load`]: the closed-loop load (C connections, one request each in
 //!   flight) behind `iamat`, `oneshot` and `whatsat`.
-//! - [`flood`]: the bench as a member of a herd, timing updates until
-//!   their AT lines reach it.
+//! - [`member`]: the bench as a member of a herd, noting when each
+//!   update's AT line reaches it.
+//! - [`flood`]: flood latency at a steady rate, timed at the member.
 //! - [`sustain`]: the herd under sustained load, measured at the far
 //!   end: an update counts when it has crossed the herd, not when its
 //!   reply came back.
@@ -27,6 +28,7 @@ pub mod client;
 pub mod conns;
 pub mod flood;
 pub mod load;
+pub mod member;
 mod modes;
 pub mod spawn;
 pub mod stats;

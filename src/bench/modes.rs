@@ -10,6 +10,7 @@ use crate::herd::Herd;
 use crate::protocol;
 
 use super::load::{self, Plan, Work};
+use super::member;
 use super::spawn::{self, HerdPlan, Member, Procs, Server, SpawnedHerd, FIVE, FIVE_LINKS};
 use super::stats::Latency;
 use super::{
@@ -124,6 +125,32 @@ impl Ctx {
             timeout: self.timeout(),
             progress: !self.o.quiet,
         }
+    }
+
+    /// The five-server herd with the bench as a member named `me`, linked
+    /// to `far`; the listener is the bench's peer port.
+    fn five_with_member(&self, me: &str, far: &str) -> Result<(TcpListener, SpawnedHerd), String> {
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let peer_port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        self.progress(format_args!(
+            "starting the five-server herd with the bench as {me} linked to {far}"
+        ));
+        let spawned = spawn::start_herd(
+            &self.bin_dir,
+            HerdPlan {
+                names: &FIVE,
+                links: &FIVE_LINKS,
+                member: Some(Member {
+                    name: me.into(),
+                    peer_port,
+                    link_to: far.into(),
+                }),
+                stub: false,
+                only: None,
+            },
+            self.o.keep_logs,
+        )?;
+        Ok((listener, spawned))
     }
 
     /// A context running `all`'s steps with other options.
@@ -430,27 +457,7 @@ pub(super) fn flood(ctx: &Ctx, args: &FloodArgs, report: &mut Report) -> Result<
                     return Err(format!("{name} is not in the five-server herd"));
                 }
             }
-            let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-            let peer_port = listener.local_addr().map_err(|e| e.to_string())?.port();
-            ctx.progress(format_args!(
-                "starting the five-server herd with the bench as {} linked to {}",
-                args.me, args.far
-            ));
-            let spawned = spawn::start_herd(
-                &ctx.bin_dir,
-                HerdPlan {
-                    names: &FIVE,
-                    links: &FIVE_LINKS,
-                    member: Some(Member {
-                        name: args.me.clone(),
-                        peer_port,
-                        link_to: args.far.clone(),
-                    }),
-                    stub: false,
-                    only: None,
-                },
-                ctx.o.keep_logs,
-            )?;
+            let (listener, spawned) = ctx.five_with_member(&args.me, &args.far)?;
             let near = spawned.servers[&args.near].addr;
             let herd = spawned.herd.clone();
             (
@@ -466,14 +473,21 @@ pub(super) fn flood(ctx: &Ctx, args: &FloodArgs, report: &mut Report) -> Result<
         .ok_or_else(|| format!("{} cannot reach {} in the herd", args.near, args.far))?;
     let setting = format!("{}/s", args.rate);
     let path = format!("{}->{} {hop_count} hops +1", args.near, args.far);
-    let receiver =
-        flood::Receiver::start(listener, &ctx.ids("flood")).map_err(|e| e.to_string())?;
+    let prefix = ctx.ids("flood");
+    let receiver = member::Member::start(listener, &prefix).map_err(|e| e.to_string())?;
     ctx.progress(format_args!(
         "  flood {path}: {} updates at {}/s",
         (args.rate * ctx.o.duration).round(),
         args.rate
     ));
-    let out = flood::measure(near, &receiver, args.rate, ctx.duration(), ctx.timeout())?;
+    let out = flood::measure(
+        near,
+        &receiver,
+        &prefix,
+        args.rate,
+        ctx.duration(),
+        ctx.timeout(),
+    )?;
     let mut m = flood_measurement(&label, &setting, hop_count + 1, out);
     m.extra.insert("path".into(), json!(path));
     ctx.record(report, m.clone());
@@ -481,13 +495,20 @@ pub(super) fn flood(ctx: &Ctx, args: &FloodArgs, report: &mut Report) -> Result<
     if ctx.o.vs_baseline {
         let mut procs = Procs::new("relays", false)?;
         let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-        let receiver =
-            flood::Receiver::start(listener, &ctx.ids("flood")).map_err(|e| e.to_string())?;
+        let prefix = ctx.ids("flood");
+        let receiver = member::Member::start(listener, &prefix).map_err(|e| e.to_string())?;
         let mut next = receiver.addr();
         for _ in 0..=hop_count {
             next = ctx.baseline(Some(next), &mut procs)?.addr;
         }
-        let out = flood::measure(next, &receiver, args.rate, ctx.duration(), ctx.timeout())?;
+        let out = flood::measure(
+            next,
+            &receiver,
+            &prefix,
+            args.rate,
+            ctx.duration(),
+            ctx.timeout(),
+        )?;
         let b = flood_measurement(
             &format!("baseline relays x{}", hop_count + 1),
             &setting,
@@ -637,31 +658,11 @@ pub(super) fn sustain(ctx: &Ctx, args: &SustainArgs, report: &mut Report) -> Res
     for &c in &ctx.o.connections {
         let mut base_rate = None;
         for &population in &args.clients {
-            let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-            let peer_port = listener.local_addr().map_err(|e| e.to_string())?.port();
-            ctx.progress(format_args!(
-                "starting the five-server herd with the bench as {me} linked to {}",
-                args.far
-            ));
-            let spawned = spawn::start_herd(
-                &ctx.bin_dir,
-                HerdPlan {
-                    names: &FIVE,
-                    links: &FIVE_LINKS,
-                    member: Some(Member {
-                        name: me.into(),
-                        peer_port,
-                        link_to: args.far.clone(),
-                    }),
-                    stub: false,
-                    only: None,
-                },
-                ctx.o.keep_logs,
-            )?;
+            let (listener, spawned) = ctx.five_with_member(me, &args.far)?;
             let hop_count = hops(&spawned.herd, &args.near, &args.far, me)
                 .ok_or_else(|| format!("{} cannot reach {}", args.near, args.far))?;
             let prefix = ctx.ids("sustain");
-            let member = sustain::Member::start(listener, &prefix).map_err(|e| e.to_string())?;
+            let member = member::Member::start(listener, &prefix).map_err(|e| e.to_string())?;
             let who = if population == 0 {
                 "every update a new client".to_string()
             } else {
