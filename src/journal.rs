@@ -41,7 +41,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
@@ -50,7 +50,7 @@ use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
 use crate::herd::Herd;
-use crate::logging::ServerLog;
+use crate::logging::{Episode, ServerLog};
 use crate::protocol::{parse_peer_line, PeerCommand};
 use crate::store::{Offered, Store};
 
@@ -73,6 +73,11 @@ struct Inner {
     compacted: AtomicU64,
     /// Wakes the compactor thread.
     wake: Sender<()>,
+    /// Set when an append failed, so the next one starts a fresh line.
+    torn: AtomicBool,
+    /// Set while appends fail; `failures` counts them for the reports.
+    failing: AtomicBool,
+    failures: Episode,
     store: Store,
     log: ServerLog,
 }
@@ -173,6 +178,9 @@ impl Journal {
             size: AtomicU64::new(size),
             compacted: AtomicU64::new(size),
             wake,
+            torn: AtomicBool::new(false),
+            failing: AtomicBool::new(false),
+            failures: Episode::new(std::time::Duration::from_secs(10)),
             store: store.clone(),
             log: log.clone(),
         });
@@ -189,17 +197,23 @@ impl Journal {
         Ok((Journal { inner }, replay))
     }
 
-    /// Appends a record's AT line; when this returns, the line is in the
-    /// kernel's hands. A failed write is logged, and the server carries
-    /// on: the neighbours still hold copies.
-    pub fn append(&self, line: &str) {
-        self.append_all(std::iter::once(line));
+    /// Appends a record's AT line; when this returns `Ok`, the line is in
+    /// the kernel's hands. See [`Journal::append_all`] for failures.
+    pub fn append(&self, line: &str) -> io::Result<()> {
+        self.append_all(std::iter::once(line))
     }
 
     /// Appends several AT lines with one `write`, which Linux keeps whole
     /// against other threads' appends. A neighbour's link delivers lines
     /// in bursts, so its connection thread journals a burst at once.
-    pub fn append_all<'a>(&self, lines: impl IntoIterator<Item = &'a str>) {
+    ///
+    /// A failed append (a full disk, most often) is reported once per
+    /// episode, on stderr and in the log, with a count, and its recovery
+    /// once. The write may have left part of a line behind, so the next
+    /// append starts with a newline: the torn part stays a line of its
+    /// own, which replay sets aside, instead of swallowing the next one.
+    pub fn append_all<'a>(&self, lines: impl IntoIterator<Item = &'a str>) -> io::Result<()> {
+        let inner = &self.inner;
         // Room for one typical AT line and its newline; a burst grows it.
         let mut entry = String::with_capacity(256);
         for line in lines {
@@ -207,18 +221,40 @@ impl Journal {
             entry.push('\n');
         }
         if entry.is_empty() {
-            return;
+            return Ok(());
         }
-        let inner = &self.inner;
+        if inner.torn.swap(false, Ordering::SeqCst) {
+            entry.insert(0, '\n');
+        }
         let file = Arc::clone(&inner.file.lock());
         if let Err(e) = (&*file).write_all(entry.as_bytes()) {
-            inner.log.error(format_args!("journal write failed: {e}"));
-            return;
+            inner.torn.store(true, Ordering::SeqCst);
+            inner.failing.store(true, Ordering::SeqCst);
+            if let Some(n) = inner.failures.occurred() {
+                let message = format!(
+                    "journal {}: {n} append(s) failed since the last report ({e}); \
+                     updates are not acknowledged until it can be written",
+                    inner.path.display()
+                );
+                eprintln!("proxy-herd: {message}");
+                inner.log.error(format_args!("{message}"));
+            }
+            return Err(e);
+        }
+        if inner.failing.load(Ordering::Relaxed) && inner.failing.swap(false, Ordering::SeqCst) {
+            let n = inner.failures.ended().unwrap_or(0);
+            let message = format!(
+                "journal {}: appends work again ({n} more failed since the last report)",
+                inner.path.display()
+            );
+            eprintln!("proxy-herd: {message}");
+            inner.log.warn(format_args!("{message}"));
         }
         inner.size.fetch_add(entry.len() as u64, Ordering::Relaxed);
         if inner.due() {
             let _ = inner.wake.try_send(());
         }
+        Ok(())
     }
 
     /// How many bytes the journal file holds now (for tests and logs).
@@ -407,7 +443,7 @@ mod tests {
             "AT Riley +0.1 kiwi +2+2 2",
             "AT Jaquez +0.1 apple +3+3 3",
         ] {
-            journal.append(line);
+            journal.append(line).unwrap();
         }
         drop(journal);
         let store = Store::new();
@@ -424,6 +460,39 @@ mod tests {
         assert_eq!(store.get("kiwi").unwrap().line, "AT Riley +0.1 kiwi +2+2 2");
         let text = fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// After a failed append, which may have left part of a line, the
+    /// next append starts on a line of its own instead of finishing the
+    /// torn one.
+    #[test]
+    fn an_append_after_a_failure_starts_a_new_line() {
+        let dir = dir("torn-next");
+        let path = default_path(&dir, "Riley");
+        let log = ServerLog::discard();
+        let rules = ReplayRules::default();
+        let (journal, _) =
+            Journal::open(&path, &Herd::default_herd(), &Store::new(), &rules, &log).unwrap();
+        // What a write cut short by a full disk leaves.
+        fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"AT Riley +0.1 to")
+            .unwrap();
+        journal.inner.torn.store(true, Ordering::SeqCst);
+        journal.append("AT Riley +0.1 kiwi +1+1 1").unwrap();
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "AT Riley +0.1 to\nAT Riley +0.1 kiwi +1+1 1\n"
+        );
+        drop(journal);
+        let store = Store::new();
+        let (_, replay) =
+            Journal::open(&path, &Herd::default_herd(), &store, &rules, &log).unwrap();
+        assert_eq!(replay.skipped, 1);
+        assert!(store.get("kiwi").is_some());
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -488,16 +557,18 @@ mod group_tests {
                     for i in 0..500 {
                         let line = format!("AT Riley +0.1 t{t}c{i} +1+1 {i}");
                         if t % 2 == 0 {
-                            journal.append(&line);
+                            journal.append(&line).unwrap();
                         } else if i % 3 == 2 {
                             let burst =
                                 [i - 2, i - 1].map(|j| format!("AT Riley +0.1 t{t}c{j} +1+1 {j}"));
-                            journal.append_all(
-                                burst.iter().map(|l| l.as_str()).chain([line.as_str()]),
-                            );
+                            journal
+                                .append_all(burst.iter().map(|l| l.as_str()).chain([line.as_str()]))
+                                .unwrap();
                         } else if i == 499 {
                             let before = format!("AT Riley +0.1 t{t}c498 +1+1 498");
-                            journal.append_all([before.as_str(), line.as_str()]);
+                            journal
+                                .append_all([before.as_str(), line.as_str()])
+                                .unwrap();
                         } else {
                             continue;
                         }

@@ -641,7 +641,10 @@ fn serve_each_line(
             Err(LineError::Io(e)) => return format!("read error: {e}"),
         };
         let reply = match port {
-            Port::Client => shared.client_line(&raw, peer),
+            Port::Client => match shared.client_line(&raw, peer) {
+                Ok(reply) => reply,
+                Err(why) => return why,
+            },
             Port::Peer => shared.peer_line(&raw, peer, learnt),
         };
         if port == Port::Peer && !lines.ready() {
@@ -793,8 +796,22 @@ impl Shared {
         time - now > self.limits.max_future.as_nanos() as Nanos
     }
 
-    /// Handles one line from a client and returns the reply, if any.
-    fn client_line(&self, raw: &[u8], peer: &str) -> Option<String> {
+    /// Appends a record to the journal, if there is one. On failure the
+    /// IAMAT that made or met the record gets no AT reply: an AT reply
+    /// promises the update survives a crash, which this server cannot
+    /// promise now. Its connection is closed instead, as if the server had
+    /// gone, so the client knows to try again; `? <line>` would tell it
+    /// the line was wrong, which it was not.
+    fn journal(&self, record: &AtRecord) -> io::Result<()> {
+        match &self.journal {
+            Some(journal) => journal.append(&record.line),
+            None => Ok(()),
+        }
+    }
+
+    /// Handles one line from a client and returns the reply, if any, or
+    /// why the connection must close instead.
+    fn client_line(&self, raw: &[u8], peer: &str) -> Result<Option<String>, String> {
         let received = now_nanos();
         let (text, command) = match decode(raw) {
             Ok(text) => (Cow::Borrowed(text), protocol::parse_client_line(text)),
@@ -802,14 +819,14 @@ impl Shared {
         };
         self.log.info(format_args!("{peer} <- {}", Escaped(&text)));
         match command {
-            ClientCommand::Blank => None,
-            ClientCommand::Invalid => Some(protocol::invalid_reply(&text)),
+            ClientCommand::Blank => Ok(None),
+            ClientCommand::Invalid => Ok(Some(protocol::invalid_reply(&text))),
             ClientCommand::IAmAt(update) if self.too_far_ahead(update.time, received) => {
                 self.log.warn(format_args!(
                     "{peer}: client time more than {} s ahead (--max-future); invalid",
                     self.limits.max_future.as_secs()
                 ));
-                Some(protocol::invalid_reply(&text))
+                Ok(Some(protocol::invalid_reply(&text)))
             }
             ClientCommand::IAmAt(update) => {
                 let record = AtRecord::new(&self.name, received, update);
@@ -818,27 +835,37 @@ impl Shared {
                 // in the journal and in the sockets of the links that are
                 // up (PROTOCOL.md §5). The links are told first, so their
                 // writes overlap the journal's.
-                match self.store.offer_within(record, self.limits.max_clients) {
+                let journaled = match self.store.offer_within(record, self.limits.max_clients) {
                     Offered::New(stored) => {
                         let delivery = self.flood.broadcast(&stored);
-                        if let Some(journal) = &self.journal {
-                            journal.append(&stored.line);
-                        }
+                        let journaled = self.journal(&stored);
                         delivery.wait(DELIVERY_CAP);
+                        journaled
                     }
-                    Offered::NotNewer => {}
+                    // The newer record stored may not be journaled yet (its
+                    // thread is between the store and the journal, or it
+                    // waits in a neighbour's burst): journal it here too, so
+                    // that this reply, like every AT reply, goes out only
+                    // once its client's newest record is in the journal. A
+                    // second copy is harmless: replay keeps the newest.
+                    Offered::NotNewer(stored) => self.journal(&stored),
                     Offered::Full => {
                         self.store_full(peer);
-                        return Some(protocol::invalid_reply(&text));
+                        return Ok(Some(protocol::invalid_reply(&text)));
                     }
+                };
+                if journaled.is_err() {
+                    // No journal, no promise: hang up without an AT line
+                    // (see `Shared::journal`).
+                    return Err("the journal cannot be written".into());
                 }
-                Some(reply)
+                Ok(Some(reply))
             }
             ClientCommand::WhatsAt(query) => {
                 // The record is cloned out of the store; the Places call
                 // below runs with no lock held.
                 let Some(record) = self.store.get(&query.client) else {
-                    return Some(protocol::invalid_reply(&text));
+                    return Ok(Some(protocol::invalid_reply(&text)));
                 };
                 let json = self.places.nearby(
                     &record.update.location,
@@ -846,7 +873,7 @@ impl Shared {
                     query.bound,
                     &self.log,
                 );
-                Some(protocol::whatsat_reply(&record.line, &json))
+                Ok(Some(protocol::whatsat_reply(&record.line, &json)))
             }
         }
     }
@@ -872,7 +899,7 @@ impl Shared {
             PeerCommand::At(record) => {
                 match self.store.offer_within(record, self.limits.max_clients) {
                     Offered::New(stored) => learnt.push(stored),
-                    Offered::NotNewer => {}
+                    Offered::NotNewer(_) => {}
                     // Not stored, so not passed on either: see `store_full`.
                     Offered::Full => self.store_full(peer),
                 }
@@ -891,7 +918,9 @@ impl Shared {
             return;
         }
         if let Some(journal) = &self.journal {
-            journal.append_all(learnt.iter().map(|record| record.line.as_str()));
+            // A failure is reported by the journal; nobody waits for a
+            // reply here, and the neighbour that sent these holds them.
+            let _ = journal.append_all(learnt.iter().map(|record| record.line.as_str()));
         }
         for record in learnt.drain(..) {
             self.flood.forward(&record);

@@ -24,8 +24,9 @@ use crate::protocol::AtRecord;
 pub enum Offered {
     /// It was stored: flood it.
     New(Arc<AtRecord>),
-    /// The store holds this record or a newer one of its client.
-    NotNewer,
+    /// The store holds this record or a newer one of its client: that
+    /// one.
+    NotNewer(Arc<AtRecord>),
     /// A new client, and the store is full.
     Full,
 }
@@ -49,7 +50,7 @@ impl Store {
     pub fn offer(&self, record: AtRecord) -> Option<Arc<AtRecord>> {
         match self.offer_within(record, usize::MAX) {
             Offered::New(stored) => Some(stored),
-            Offered::NotNewer | Offered::Full => None,
+            Offered::NotNewer(_) | Offered::Full => None,
         }
     }
 
@@ -63,13 +64,13 @@ impl Store {
         // exclusive one only to change something.
         if let Some(old) = self.records.read().get(&record.update.client) {
             if !record.is_newer_than(old) {
-                return Offered::NotNewer;
+                return Offered::NotNewer(Arc::clone(old));
             }
         }
         let mut records = self.records.write();
         let full = records.len() >= max_clients;
         let (stored, replaced) = match records.get_mut(&record.update.client) {
-            Some(old) if !record.is_newer_than(old) => return Offered::NotNewer,
+            Some(old) if !record.is_newer_than(old) => return Offered::NotNewer(Arc::clone(old)),
             // A known client: its key stays, only the record changes.
             Some(old) => {
                 let stored = Arc::new(record);
@@ -180,7 +181,7 @@ mod tests {
         ));
         assert!(matches!(
             store.offer_within(at("AT A +0.1 kiwi +1+2 150"), 1),
-            Offered::NotNewer
+            Offered::NotNewer(_)
         ));
         assert_eq!(store.len(), 1);
     }

@@ -83,3 +83,97 @@ fn journal_compacts_while_running_and_loses_nothing() {
         assert!(reply.starts_with(&format!("{line}\n")), "{client}: {reply}");
     }
 }
+
+/// An IAMAT that is not newer than the stored record is answered at once,
+/// but the stored record may not be journaled yet (its own thread is
+/// between the store and the journal, or it waits in a neighbour's burst).
+/// Here a newer record is put straight into the store, as such a thread
+/// would have it, and an older IAMAT's reply must not go out before that
+/// newer record is in the journal.
+#[test]
+fn a_reply_waits_for_the_newest_record_to_be_journaled() {
+    use proxy_herd::protocol::{parse_peer_line, PeerCommand};
+
+    let dir = temp_dir("newest");
+    let mut herd = TestHerd::stopped(&["Riley"], &[], no_places());
+    herd.journal_dir = Some(dir.to_path_buf());
+    herd.restart("Riley");
+    let newer = "AT Riley +0.1 kiwi +5+5 200";
+    let PeerCommand::At(record) = parse_peer_line(newer, |_| true) else {
+        panic!("not an AT line");
+    };
+    assert!(herd.server("Riley").store().offer(record).is_some());
+    let journal = dir.join("Riley.journal");
+    assert!(!std::fs::read_to_string(&journal).unwrap().contains(newer));
+    at_line(&one_shot(herd.addr("Riley"), "IAMAT kiwi +1+1 100\n"));
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(text.contains(&format!("{newer}\n")), "{text}");
+}
+
+/// A journal that cannot be written (here a file size limit, as a full
+/// disk would do) gets no AT reply: the connection is closed instead. The
+/// failure is reported on stderr once for the episode, with a count.
+/// Killed and restarted with room, the server has every update it
+/// acknowledged, and the part of a line the failed write left is set
+/// aside by replay.
+#[test]
+fn no_acknowledgement_without_the_journal() {
+    let dir = temp_dir("full");
+    let config = herd_file(&dir, &["Riley"], &[]);
+    let addr: SocketAddr = ([127, 0, 0, 1], port_of(&config, "Riley")).into();
+    // A shell limits the size of every file the server writes (in 512-byte
+    // blocks) and ignores the signal the limit sends, so writes past it fail
+    // with EFBIG, as they would with ENOSPC on a full disk.
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"trap "" XFSZ; ulimit -f 24 && exec "$0" "$@""#)
+        .arg(BIN)
+        .args(["Riley", "--config"])
+        .arg(&config)
+        .arg("--log-dir")
+        .arg(&dir)
+        .arg("--journal")
+        .arg(dir.join("Riley.journal"));
+    let mut riley = process::start("Riley", &config, &dir, cmd);
+    let mut acknowledged = Vec::new();
+    let mut refused = 0;
+    for i in 0..1_000 {
+        let line = format!("IAMAT full-{i} +1+1 {}\n", i + 1);
+        match try_one_shot(addr, &line) {
+            Some(reply) if reply.starts_with("AT ") => acknowledged.push(at_line(&reply)),
+            Some(reply) => {
+                assert_eq!(reply, "", "no AT line, and no other reply either");
+                refused += 1;
+            }
+            None => refused += 1,
+        }
+    }
+    eprintln!("{} acknowledged, {refused} refused", acknowledged.len());
+    assert!(refused > 0, "the journal never filled up");
+    assert!(!acknowledged.is_empty());
+    let stderr = std::fs::read_to_string(dir.join("Riley.stderr")).unwrap();
+    assert_eq!(
+        stderr.matches("updates are not acknowledged").count(),
+        1,
+        "one report for the episode:\n{stderr}"
+    );
+    signal(&riley, "-KILL");
+    wait_exit(&mut riley);
+    let mut cmd = Command::new(BIN);
+    cmd.args(["Riley", "--config"])
+        .arg(&config)
+        .arg("--log-dir")
+        .arg(&dir)
+        .arg("--journal")
+        .arg(dir.join("Riley.journal"));
+    let _riley = process::start("Riley", &config, &dir, cmd);
+    for line in &acknowledged {
+        let client = line.split(' ').nth(3).unwrap();
+        let reply = one_shot(addr, &format!("WHATSAT {client} 1 1\n"));
+        assert!(reply.starts_with(&format!("{line}\n")), "{client}: {reply}");
+    }
+    // The write that hit the limit left part of a line, set aside.
+    let aside = std::fs::read_to_string(dir.join("Riley.journal.rejected")).unwrap();
+    assert_eq!(aside.lines().count(), 1, "{aside}");
+    assert!(aside.starts_with("AT Riley"), "{aside}");
+}
