@@ -13,7 +13,9 @@
 //!
 //! Each connection thread appends its own line with one `write` to the
 //! file, opened in append mode; Linux makes each such append atomic, so
-//! lines from many threads never interleave. No lock of ours is held.
+//! lines from many threads never interleave. No lock of ours is held
+//! during the write (one is taken only to copy the file's handle, which a
+//! compaction may swap).
 //! This is the simplest design we tried and the fastest, because without
 //! `fsync` there is nothing expensive for a batch to share. Measured with
 //! `proxy-herd-bench iamat -c 16` against one server on the same run of a
@@ -111,45 +113,54 @@ impl Journal {
     ) -> io::Result<(Journal, Replay)> {
         let mut replay = Replay::default();
         let mut rejected = Vec::new();
-        match File::open(path) {
-            Ok(file) => {
-                // Streamed a line at a time: memory follows the store, not
-                // the file.
-                let now = crate::protocol::now_nanos();
-                let mut reader = BufReader::with_capacity(64 * 1024, file);
-                let mut line = Vec::new();
-                loop {
-                    line.clear();
-                    if reader.read_until(b'\n', &mut line)? == 0 {
-                        break;
-                    }
-                    let raw = line.strip_suffix(b"\n").unwrap_or(&line);
-                    if raw.is_empty() {
-                        continue;
-                    }
-                    replay.lines += 1;
-                    let text = String::from_utf8_lossy(raw);
-                    // Checked like a line from a neighbour: a torn last line
-                    // (the process died mid-write), a line from another
-                    // herd, a time too far ahead (which would pin its
-                    // client for ever), or a new client past the limit.
-                    let kept = match parse_peer_line(&text, |s| herd.contains(s)) {
-                        PeerCommand::At(record)
-                            if record.update.time - now <= rules.max_future.as_nanos() as i128 =>
-                        {
-                            !matches!(store.offer_within(record, rules.max_clients), Offered::Full)
+        // A server killed while compacting leaves `.compact` holding what
+        // was appended since the compaction began: read it too.
+        let leftover = compact_path(path);
+        for source in [&leftover, &path.to_path_buf()] {
+            match File::open(source) {
+                Ok(file) => {
+                    // Streamed a line at a time: memory follows the store, not
+                    // the file.
+                    let now = crate::protocol::now_nanos();
+                    let mut reader = BufReader::with_capacity(64 * 1024, file);
+                    let mut line = Vec::new();
+                    loop {
+                        line.clear();
+                        if reader.read_until(b'\n', &mut line)? == 0 {
+                            break;
                         }
-                        _ => false,
-                    };
-                    if !kept {
-                        replay.skipped += 1;
-                        rejected.extend_from_slice(raw);
-                        rejected.push(b'\n');
+                        let raw = line.strip_suffix(b"\n").unwrap_or(&line);
+                        if raw.is_empty() {
+                            continue;
+                        }
+                        replay.lines += 1;
+                        let text = String::from_utf8_lossy(raw);
+                        // Checked like a line from a neighbour: a torn last line
+                        // (the process died mid-write), a line from another
+                        // herd, a time too far ahead (which would pin its
+                        // client for ever), or a new client past the limit.
+                        let kept = match parse_peer_line(&text, |s| herd.contains(s)) {
+                            PeerCommand::At(record)
+                                if record.update.time - now
+                                    <= rules.max_future.as_nanos() as i128 =>
+                            {
+                                !matches!(
+                                    store.offer_within(record, rules.max_clients),
+                                    Offered::Full
+                                )
+                            }
+                            _ => false,
+                        };
+                        if !kept {
+                            replay.skipped += 1;
+                            rejected.extend_from_slice(raw);
+                            rejected.push(b'\n');
+                        }
                     }
                 }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
         }
         if !rejected.is_empty() {
             // Kept aside, never deleted: a person may want them back.
@@ -169,6 +180,8 @@ impl Journal {
         }
         replay.clients = store.len();
         compact(path, store)?;
+        // Its lines are in the journal now.
+        let _ = fs::remove_file(&leftover);
         let file = OpenOptions::new().append(true).open(path)?;
         let size = file.metadata()?.len();
         let (wake, woken) = crossbeam_channel::bounded(1);
@@ -304,6 +317,11 @@ impl Inner {
                     "journal compaction: cannot create {}: {e}; the journal keeps growing",
                     tmp.display()
                 ));
+                // Try again only after as much growth again.
+                self.compacted.store(
+                    self.size.load(Ordering::Relaxed).max(COMPACT_MIN_BYTES),
+                    Ordering::Relaxed,
+                );
                 return;
             }
         };
@@ -493,6 +511,31 @@ mod tests {
             Journal::open(&path, &Herd::default_herd(), &store, &rules, &log).unwrap();
         assert_eq!(replay.skipped, 1);
         assert!(store.get("kiwi").is_some());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A server killed during a compaction leaves `.compact` holding what
+    /// was appended since it began; the next start reads it as well as
+    /// the journal, and removes it once the journal holds its lines.
+    #[test]
+    fn a_compaction_cut_short_loses_nothing() {
+        let dir = dir("cut-short");
+        let path = default_path(&dir, "Riley");
+        fs::write(&path, "AT Riley +0.1 kiwi +1+1 1\n").unwrap();
+        fs::write(compact_path(&path), "AT Riley +0.1 apple +1+1 2\n").unwrap();
+        let store = Store::new();
+        let (_journal, replay) = Journal::open(
+            &path,
+            &Herd::default_herd(),
+            &store,
+            &ReplayRules::default(),
+            &ServerLog::discard(),
+        )
+        .unwrap();
+        assert_eq!(replay.clients, 2);
+        assert!(store.get("apple").is_some() && store.get("kiwi").is_some());
+        assert!(!compact_path(&path).exists());
+        assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 2);
         fs::remove_dir_all(dir).unwrap();
     }
 

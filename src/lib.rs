@@ -52,7 +52,8 @@
 //! | the log writer | its channel, then a short pause to gather lines | the log file |
 //! | the journal compactor | its channel, until the journal has doubled | the `.compact` file while it rewrites |
 //!
-//! No lock is held across a socket write, a channel send or an HTTP call.
+//! No lock is held across a socket write, a blocking channel send or an
+//! HTTP call.
 #![forbid(unsafe_code)]
 
 pub mod auth;

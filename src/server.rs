@@ -5,7 +5,7 @@
 //!                                  └── connection thread ...
 //!   peer port ──── accept thread ──┬── connection thread (AT from a neighbour)
 //!                                  └── ...
-//!   one link thread per neighbour (flood.rs), fed by a channel
+//!   one link thread per neighbour (flood/link.rs), fed by a bounded channel
 //! ```
 //!
 //! A connection thread reads lines (`Lines`), parses each with
@@ -837,9 +837,11 @@ impl Shared {
                 // writes overlap the journal's.
                 let journaled = match self.store.offer_within(record, self.limits.max_clients) {
                     Offered::New(stored) => {
+                        // One cap for waiting on room and on the writes.
+                        let began = Instant::now();
                         let delivery = self.flood.broadcast(&stored);
                         let journaled = self.journal(&stored);
-                        delivery.wait(DELIVERY_CAP);
+                        delivery.wait(DELIVERY_CAP.saturating_sub(began.elapsed()));
                         journaled
                     }
                     // The newer record stored may not be journaled yet (its

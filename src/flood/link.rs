@@ -137,6 +137,8 @@ impl Link {
         state.stalled.store(false, Ordering::SeqCst);
         while self.queue.try_recv().is_ok() {}
         drop(state.take_behind());
+        // Clients waiting for room see the queue closed and stop waiting.
+        state.made_room();
     }
 
     /// Waits out a backoff, emptying the queue of records that were
@@ -226,11 +228,6 @@ impl Link {
                     break 'serve Ended::Broken;
                 }
                 drop(records);
-                for outgoing in batch.drain(..) {
-                    if let Some(ack) = outgoing.ack {
-                        ack.written();
-                    }
-                }
                 // Those that found the queue full go out after the batch
                 // they were behind, in batches of their own.
                 let behind = self.state.take_behind();
@@ -240,7 +237,15 @@ impl Link {
                     }
                 }
                 self.state.stalled.store(false, Ordering::SeqCst);
+                // Idle again before any waiting reply hears back, so that
+                // a client's next update, sent right after its reply,
+                // finds this link idle and waits for it too.
                 self.state.writing.store(false, Ordering::SeqCst);
+                for outgoing in batch.drain(..) {
+                    if let Some(ack) = outgoing.ack {
+                        ack.written();
+                    }
+                }
             }
         };
         // Wakes the watcher thread, which then ends.

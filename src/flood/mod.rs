@@ -91,11 +91,10 @@ use link::Link;
 
 /// How many records a link's queue holds. A full queue makes clients wait
 /// (see the module doc), so this bounds how far a server's replies can
-/// run ahead of what its links have sent: at the tens of thousands of
-/// updates a second a link carries, about a tenth of a second at most
-/// (measured with `proxy-herd-bench sustain`; README, Performance). Four
-/// times the largest batch a link writes at once, so a link that just
-/// took a batch still leaves room for the next.
+/// run ahead of what its links have sent: 256 records, about 20 ms at
+/// the rates `proxy-herd-bench sustain` measured (README, Performance). As
+/// large as the largest batch a link writes at once: four times that
+/// gave no higher rate and a longer lag.
 pub const LINK_QUEUE: usize = link::BATCH;
 
 /// The kernel buffers of a link, on both ends: the send buffer of the
@@ -108,8 +107,8 @@ pub const LINK_QUEUE: usize = link::BATCH;
 /// which stalled links for seconds in `tests/overload.rs`.
 pub const LINK_BUFFER: usize = 128 * 1024;
 
-/// The longest a reply waits for its update to reach the links: first for
-/// room in a full queue, then for idle links to write it.
+/// The longest a reply waits for its update to reach the links: for room
+/// in a full queue and for idle links to write it, together.
 pub const DELIVERY_CAP: Duration = Duration::from_millis(100);
 
 /// Makes the kernel notice a link whose other end has vanished (a cable
@@ -298,6 +297,10 @@ impl Queue {
             // Tried again under the lock, after counting ourselves in: a
             // link that made room before it could see us is seen here.
             fence(Ordering::SeqCst);
+            if !self.open() {
+                // The link went down: the resync will carry the record.
+                break Ok(());
+            }
             outgoing = match self.tx.try_send(outgoing) {
                 Ok(()) | Err(TrySendError::Disconnected(_)) => break Ok(()),
                 Err(TrySendError::Full(outgoing)) => outgoing,
@@ -395,7 +398,7 @@ impl Flood {
         fence(Ordering::SeqCst);
         let origin = record.origin();
         for (index, queue) in self.queues.iter().enumerate() {
-            if queue.neighbour == origin || !queue.open() {
+            if queue.neighbour == origin {
                 continue;
             }
             let bit = if index < 64 { 1u64 << index } else { 0 };
@@ -405,6 +408,12 @@ impl Flood {
                     acks: Arc::clone(acks),
                     bit,
                 });
+            if !queue.open() {
+                // Closed since the reply chose to wait for it: dropping
+                // the token tells the reply not to.
+                drop(ack);
+                continue;
+            }
             let outgoing = Outgoing {
                 record: Arc::clone(record),
                 ack,
@@ -789,14 +798,20 @@ mod tests {
     fn client_records_wait_for_room() {
         let (flood, rx, _poke) = one_queue(1);
         flood.forward(&rec("AT C +0.1 first +1+1 1"));
+        let state = &flood.queues[0].state;
         thread::scope(|s| {
             let sender = s.spawn(|| {
                 let record = rec("AT A +0.1 second +1+1 1");
                 let far = Instant::now() + Duration::from_secs(60);
                 flood.send(&record, None, Source::Client(far));
             });
-            // The link takes the first record; the second goes in its place.
+            // Once the sender sleeps waiting for room, the link takes the
+            // first record and says so; the second goes in its place.
+            while state.waiting_for_room.load(Ordering::SeqCst) == 0 {
+                thread::yield_now();
+            }
             assert_eq!(rx.recv().unwrap().record.update.client, "first");
+            state.made_room();
             sender.join().unwrap();
         });
         assert_eq!(rx.recv().unwrap().record.update.client, "second");
