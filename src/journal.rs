@@ -49,7 +49,7 @@ use std::thread;
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 
 use crate::herd::Herd;
 use crate::logging::{Episode, ServerLog};
@@ -66,8 +66,9 @@ pub struct Journal {
 struct Inner {
     path: PathBuf,
     /// The file appends go to. A compaction swaps it for the new file;
-    /// the lock covers cloning or swapping the `Arc`, never a write.
-    file: Mutex<Arc<File>>,
+    /// the lock covers cloning or swapping the `Arc`, never a write, and
+    /// appending threads share it (only a compaction takes it alone).
+    file: RwLock<Arc<File>>,
     /// Bytes in the current file: its size after the last compaction plus
     /// what was appended since.
     size: AtomicU64,
@@ -112,7 +113,11 @@ impl Journal {
         log: &ServerLog,
     ) -> io::Result<(Journal, Replay)> {
         let mut replay = Replay::default();
-        let mut rejected = Vec::new();
+        // Lines replay does not take go to `<journal>.rejected` as they are
+        // met (opened at the first), so memory follows the store, not the
+        // file, however much of it is bad.
+        let aside = rejected_path(path);
+        let mut rejected: Option<io::BufWriter<File>> = None;
         // A server killed while compacting leaves `.compact` holding what
         // was appended since the compaction began: read it too.
         let leftover = compact_path(path);
@@ -153,8 +158,19 @@ impl Journal {
                         };
                         if !kept {
                             replay.skipped += 1;
-                            rejected.extend_from_slice(raw);
-                            rejected.push(b'\n');
+                            let out = match &mut rejected {
+                                Some(out) => out,
+                                None => rejected.insert(io::BufWriter::new(
+                                    OpenOptions::new()
+                                        .create(true)
+                                        .append(true)
+                                        .open(&aside)
+                                        .map_err(|e| in_file(&aside, e))?,
+                                )),
+                            };
+                            out.write_all(raw)
+                                .and_then(|()| out.write_all(b"\n"))
+                                .map_err(|e| in_file(&aside, e))?;
                         }
                     }
                 }
@@ -162,15 +178,9 @@ impl Journal {
                 Err(e) => return Err(e),
             }
         }
-        if !rejected.is_empty() {
+        if let Some(mut out) = rejected {
             // Kept aside, never deleted: a person may want them back.
-            let aside = rejected_path(path);
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&aside)
-                .and_then(|mut f| f.write_all(&rejected))
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", aside.display())))?;
+            out.flush().map_err(|e| in_file(&aside, e))?;
             log.warn(format_args!(
                 "journal {}: {} line(s) not replayed, kept in {}",
                 path.display(),
@@ -187,7 +197,7 @@ impl Journal {
         let (wake, woken) = crossbeam_channel::bounded(1);
         let inner = Arc::new(Inner {
             path: path.to_path_buf(),
-            file: Mutex::new(Arc::new(file)),
+            file: RwLock::new(Arc::new(file)),
             size: AtomicU64::new(size),
             compacted: AtomicU64::new(size),
             wake,
@@ -239,7 +249,7 @@ impl Journal {
         if inner.torn.swap(false, Ordering::SeqCst) {
             entry.insert(0, '\n');
         }
-        let file = Arc::clone(&inner.file.lock());
+        let file = Arc::clone(&inner.file.read());
         if let Err(e) = (&*file).write_all(entry.as_bytes()) {
             inner.torn.store(true, Ordering::SeqCst);
             inner.failing.store(true, Ordering::SeqCst);
@@ -325,7 +335,7 @@ impl Inner {
                 return;
             }
         };
-        let old = std::mem::replace(&mut *self.file.lock(), Arc::clone(&new));
+        let old = std::mem::replace(&mut *self.file.write(), Arc::clone(&new));
         let records = self.store.snapshot();
         let written = write_records(&new, &records).and_then(|bytes| {
             fs::rename(&tmp, &self.path)?;
@@ -344,8 +354,8 @@ impl Inner {
                 ));
             }
             Err(e) => {
-                *self.file.lock() = old;
-                let file = Arc::clone(&self.file.lock());
+                *self.file.write() = Arc::clone(&old);
+                let file = old;
                 let kept = write_records(&file, &self.store.snapshot());
                 let _ = fs::remove_file(&tmp);
                 self.log.error(format_args!(
@@ -407,6 +417,11 @@ impl Default for ReplayRules {
     }
 }
 
+/// An error about `path`, saying which file.
+fn in_file(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
 /// Where replay keeps the lines it did not take: beside the journal,
 /// `<journal>.rejected`.
 pub fn rejected_path(journal: &Path) -> PathBuf {
@@ -437,6 +452,19 @@ fn compact(path: &Path, store: &Store) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    /// Opens the journal at `path` into `store` with no limits, as the
+    /// tests want it.
+    fn open(path: &Path, store: &Store) -> (Journal, Replay) {
+        Journal::open(
+            path,
+            &Herd::default_herd(),
+            store,
+            &ReplayRules::default(),
+            &ServerLog::discard(),
+        )
+        .unwrap()
+    }
+
     fn dir(tag: &str) -> PathBuf {
         let dir =
             std::env::temp_dir().join(format!("proxy-herd-journal-{tag}-{}", std::process::id()));
@@ -451,10 +479,7 @@ mod tests {
     fn append_then_replay_and_compact() {
         let dir = dir("replay");
         let path = default_path(&dir, "Riley");
-        let herd = Herd::default_herd();
-        let log = ServerLog::discard();
-        let (journal, replay) =
-            Journal::open(&path, &herd, &Store::new(), &ReplayRules::default(), &log).unwrap();
+        let (journal, replay) = open(&path, &Store::new());
         assert_eq!(replay, Replay::default());
         for line in [
             "AT Riley +0.1 kiwi +1+1 1",
@@ -465,8 +490,7 @@ mod tests {
         }
         drop(journal);
         let store = Store::new();
-        let (_journal, replay) =
-            Journal::open(&path, &herd, &store, &ReplayRules::default(), &log).unwrap();
+        let (_journal, replay) = open(&path, &store);
         assert_eq!(
             replay,
             Replay {
@@ -488,10 +512,7 @@ mod tests {
     fn an_append_after_a_failure_starts_a_new_line() {
         let dir = dir("torn-next");
         let path = default_path(&dir, "Riley");
-        let log = ServerLog::discard();
-        let rules = ReplayRules::default();
-        let (journal, _) =
-            Journal::open(&path, &Herd::default_herd(), &Store::new(), &rules, &log).unwrap();
+        let (journal, _) = open(&path, &Store::new());
         // What a write cut short by a full disk leaves.
         fs::OpenOptions::new()
             .append(true)
@@ -507,8 +528,7 @@ mod tests {
         );
         drop(journal);
         let store = Store::new();
-        let (_, replay) =
-            Journal::open(&path, &Herd::default_herd(), &store, &rules, &log).unwrap();
+        let (_, replay) = open(&path, &store);
         assert_eq!(replay.skipped, 1);
         assert!(store.get("kiwi").is_some());
         fs::remove_dir_all(dir).unwrap();
@@ -524,14 +544,7 @@ mod tests {
         fs::write(&path, "AT Riley +0.1 kiwi +1+1 1\n").unwrap();
         fs::write(compact_path(&path), "AT Riley +0.1 apple +1+1 2\n").unwrap();
         let store = Store::new();
-        let (_journal, replay) = Journal::open(
-            &path,
-            &Herd::default_herd(),
-            &store,
-            &ReplayRules::default(),
-            &ServerLog::discard(),
-        )
-        .unwrap();
+        let (_journal, replay) = open(&path, &store);
         assert_eq!(replay.clients, 2);
         assert!(store.get("apple").is_some() && store.get("kiwi").is_some());
         assert!(!compact_path(&path).exists());
@@ -551,14 +564,7 @@ mod tests {
         )
         .unwrap();
         let store = Store::new();
-        let (_, replay) = Journal::open(
-            &path,
-            &Herd::default_herd(),
-            &store,
-            &ReplayRules::default(),
-            &ServerLog::discard(),
-        )
-        .unwrap();
+        let (_, replay) = open(&path, &store);
         assert_eq!(
             replay,
             Replay {

@@ -16,18 +16,6 @@ use std::time::Instant;
 use support::process::{self, herd_file, port_of, BIN};
 use support::*;
 
-/// `proxy-herd NAME --config FILE --log-dir DIR ARGS...`, started.
-fn start(name: &str, config: &Path, dir: &Path, args: &[&str]) -> process::Proc {
-    let mut cmd = Command::new(BIN);
-    cmd.args([name, "--config"])
-        .arg(config)
-        .arg("--log-dir")
-        .arg(dir)
-        .args(args)
-        .env_remove("GOOGLE_PLACES_API_KEY");
-    process::start(name, config, dir, cmd)
-}
-
 fn log_of(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default()
 }
@@ -45,7 +33,7 @@ fn max_clients_refuses_only_new_clients() {
     let dir = temp_dir("maxclients");
     let config = herd_file(&dir, &["Riley"], &[]);
     let addr: SocketAddr = ([127, 0, 0, 1], port_of(&config, "Riley")).into();
-    let _riley = start("Riley", &config, &dir, &["--max-clients", "3"]);
+    let _riley = process::spawn_with("Riley", &config, &dir, &["--max-clients", "3"]);
     for client in ["a", "b", "c"] {
         at_line(&one_shot(addr, &format!("IAMAT {client} +1+1 1\n")));
     }
@@ -111,7 +99,7 @@ fn peer_port_admits_a_bounded_number() {
         v["servers"]["Riley"]["peer_port"].as_u64().unwrap() as u16,
     )
         .into();
-    let _riley = start("Riley", &config, &dir, &["--max-peer-connections", "2"]);
+    let _riley = process::spawn_with("Riley", &config, &dir, &["--max-peer-connections", "2"]);
     let first = admitted_peer(peer, client, "p1");
     let _second = admitted_peer(peer, client, "p2");
     let mut third = TcpStream::connect(peer).unwrap();
@@ -197,7 +185,7 @@ fn replay_checks_lines_and_keeps_the_rest_aside() {
         format!("{good}\n{future}\n{stranger}\n{torn}"),
     )
     .unwrap();
-    let _riley = start("Riley", &config, &dir, &[]);
+    let _riley = process::spawn_with("Riley", &config, &dir, &[]);
     assert!(one_shot(addr, "WHATSAT good 1 1\n").starts_with(&format!("{good}\n")));
     assert!(!knows(addr, "future"));
     let aside = std::fs::read_to_string(dir.join("Riley.journal.rejected")).unwrap();

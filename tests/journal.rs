@@ -20,14 +20,7 @@ fn journal_compacts_while_running_and_loses_nothing() {
     let dir = temp_dir("compact");
     let config = herd_file(&dir, &["Riley"], &[]);
     let addr: SocketAddr = ([127, 0, 0, 1], port_of(&config, "Riley")).into();
-    let start = || {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["Riley", "--config"])
-            .arg(&config)
-            .arg("--log-dir")
-            .arg(&dir);
-        process::start("Riley", &config, &dir, cmd)
-    };
+    let start = || process::spawn("Riley", &config, &dir);
     let mut riley = start();
     let mut written = 0usize;
     let mut newest = std::collections::BTreeMap::new();
@@ -159,14 +152,7 @@ fn no_acknowledgement_without_the_journal() {
     );
     signal(&riley, "-KILL");
     wait_exit(&mut riley);
-    let mut cmd = Command::new(BIN);
-    cmd.args(["Riley", "--config"])
-        .arg(&config)
-        .arg("--log-dir")
-        .arg(&dir)
-        .arg("--journal")
-        .arg(dir.join("Riley.journal"));
-    let _riley = process::start("Riley", &config, &dir, cmd);
+    let _riley = process::spawn("Riley", &config, &dir);
     for line in &acknowledged {
         let client = line.split(' ').nth(3).unwrap();
         let reply = one_shot(addr, &format!("WHATSAT {client} 1 1\n"));

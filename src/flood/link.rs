@@ -223,11 +223,9 @@ impl Link {
                 }
                 self.state.made_room();
                 self.state.writing.store(true, Ordering::SeqCst);
-                let records: Vec<&AtRecord> = batch.iter().map(|o| &*o.record).collect();
-                if !self.send(&mut writer, &records) {
+                if !self.send(&mut writer, &batch) {
                     break 'serve Ended::Broken;
                 }
-                drop(records);
                 // Those that found the queue full go out after the batch
                 // they were behind, in batches of their own.
                 let behind = self.state.take_behind();

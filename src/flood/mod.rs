@@ -147,6 +147,12 @@ struct Outgoing {
     ack: Option<AckToken>,
 }
 
+impl std::borrow::Borrow<AtRecord> for Outgoing {
+    fn borrow(&self) -> &AtRecord {
+        &self.record
+    }
+}
+
 /// What a waiting reply and the links share: which links have yet to
 /// write the record, how many did, and the thread to wake.
 ///

@@ -48,11 +48,17 @@ impl Drop for Proc {
 /// both its ports answer. Its stderr goes to `DIR/NAME.stderr`, quoted if
 /// it exits instead.
 pub fn spawn(name: &str, config: &Path, log_dir: &Path) -> Proc {
+    spawn_with(name, config, log_dir, &[])
+}
+
+/// Like [`spawn`], with more flags after the usual ones.
+pub fn spawn_with(name: &str, config: &Path, log_dir: &Path, args: &[&str]) -> Proc {
     let mut cmd = Command::new(BIN);
     cmd.args([name, "--config"])
         .arg(config)
         .arg("--log-dir")
         .arg(log_dir)
+        .args(args)
         .env_remove("GOOGLE_PLACES_API_KEY");
     start(name, config, log_dir, cmd)
 }
