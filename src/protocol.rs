@@ -40,11 +40,40 @@ pub fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0x0c | 0x0b)
 }
 
+/// The most fields [`fields`] keeps: one more than any line of the
+/// protocol has (an AT line has six), so a longer line still shows as too
+/// long and matches no pattern.
+const MAX_FIELDS: usize = 7;
+
+/// The fields of a line, kept in place: a relaying server splits every
+/// line it receives, and collecting them into a `Vec` was an allocation
+/// per line that showed in profiles.
+pub struct Fields<'a> {
+    found: [&'a str; MAX_FIELDS],
+    len: usize,
+}
+
+impl<'a> Fields<'a> {
+    /// The fields, at most [`MAX_FIELDS`] of them.
+    pub fn as_slice(&self) -> &[&'a str] {
+        &self.found[..self.len]
+    }
+}
+
 /// Splits a line into its fields, separated by runs of white space.
-pub fn fields(line: &str) -> Vec<&str> {
-    line.split(|c: char| c.is_ascii() && is_space(c as u8))
-        .filter(|f| !f.is_empty())
-        .collect()
+pub fn fields(line: &str) -> Fields<'_> {
+    let mut found = Fields {
+        found: [""; MAX_FIELDS],
+        len: 0,
+    };
+    let words = line
+        .split(|c: char| c.is_ascii() && is_space(c as u8))
+        .filter(|f| !f.is_empty());
+    for (slot, word) in found.found.iter_mut().zip(words) {
+        *slot = word;
+        found.len += 1;
+    }
+    found
 }
 
 /// A location as the client wrote it, e.g. `+34.068930-118.445127`.
@@ -288,7 +317,7 @@ pub fn parse_peer_line(line: &str, known_server: impl Fn(&str) -> bool) -> PeerC
                 // spaces, so stray white space from a neighbour never
                 // reaches a WHATSAT reply.
                 Some(update) => PeerCommand::At(AtRecord {
-                    line: f.join(" "),
+                    line: f.as_slice().join(" "),
                     update,
                 }),
                 None => PeerCommand::Invalid,
