@@ -19,6 +19,18 @@
 //! milliseconds of log lines; it cannot lose a stored location, which
 //! never depends on the log.
 //!
+//! A log that runs for a week stays within bounds two ways. SIGHUP makes
+//! the `proxy-herd` binary call [`ServerLog::reopen`], so logrotate can
+//! rename the file and signal, and the server goes on in a new file of
+//! the old name. Or the writer rotates by itself ([`LogFiles`],
+//! `--log-max-bytes` and `--log-keep`): past the size, `<Name>.log`
+//! becomes `<Name>.log.1`, older ones move up by one, and the oldest
+//! beyond the number kept is deleted. A write that fails (a full disk)
+//! loses its lines but never stops the server: the failure is reported on
+//! standard error at once and then at most every ten seconds with a count,
+//! and the count of lines lost is written into the log when writes work
+//! again.
+//!
 //! A line looks like
 //! ```text
 //! 2026-11-24T20:31:07.412331Z INFO  127.0.0.1:51234 <- IAMAT kiwi +34.06-118.44 1621464827.9
@@ -46,18 +58,33 @@ use log::{Level, LevelFilter, Log, Record};
 #[derive(Clone)]
 pub struct ServerLog {
     sink: Arc<dyn Log>,
+    /// The writer thread's queue, for [`ServerLog::reopen`]; `None` for a
+    /// log that discards.
+    writer: Option<Sender<ToWriter>>,
 }
 
+/// How big a log file may grow, and how many old ones are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogFiles {
+    /// Past this many bytes the file is rotated; `None`: never (an outside
+    /// rotation with SIGHUP can still bound it).
+    pub max_bytes: Option<u64>,
+    /// How many rotated files (`<Name>.log.1` and up) are kept.
+    pub keep: usize,
+}
+
+/// Old log files kept when `--log-keep` is not given.
+pub const DEFAULT_LOG_KEEP: usize = 5;
+
 impl ServerLog {
-    /// Opens (appending, creating the folder if needed) `dir/<name>.log`.
-    pub fn to_file(dir: &Path, name: &str) -> io::Result<(ServerLog, PathBuf)> {
+    /// Opens (appending, creating the folder if needed) `dir/<name>.log`,
+    /// rotated as `files` says.
+    pub fn to_file(dir: &Path, name: &str, files: LogFiles) -> io::Result<(ServerLog, PathBuf)> {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(format!("{name}.log"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
-        let writer = BatchWriter::start(file, name)?;
+        let file = open_log(&path)?;
+        let writer = BatchWriter::start(file, path.clone(), files, name)?;
+        let control = writer.queue.clone();
         let (_, sink) = fern::Dispatch::new()
             .level(LevelFilter::Info)
             .format(|out, message, record| {
@@ -73,6 +100,7 @@ impl ServerLog {
         Ok((
             ServerLog {
                 sink: Arc::from(sink),
+                writer: Some(control),
             },
             path,
         ))
@@ -83,6 +111,19 @@ impl ServerLog {
         let (_, sink) = fern::Dispatch::new().level(LevelFilter::Off).into_log();
         ServerLog {
             sink: Arc::from(sink),
+            writer: None,
+        }
+    }
+
+    /// Writes what is pending to the current file, then closes it and
+    /// opens the log's path anew: after logrotate renamed the file, the
+    /// next lines go to a new file of the old name. Returns once done.
+    pub fn reopen(&self) {
+        if let Some(writer) = &self.writer {
+            let (done, wait) = crossbeam_channel::bounded(1);
+            if writer.send(ToWriter::Reopen(done)).is_ok() {
+                let _ = wait.recv();
+            }
         }
     }
 
@@ -175,6 +216,8 @@ enum ToWriter {
     Lines,
     /// Say so once everything logged before this has been written.
     Flush(Sender<()>),
+    /// Write what is pending, open the path anew, and say so.
+    Reopen(Sender<()>),
 }
 
 /// Lines logged but not yet written, already formatted, one after the
@@ -211,30 +254,182 @@ thread_local! {
     static SCRATCH: RefCell<String> = RefCell::new(String::with_capacity(256));
 }
 
+/// How often a run of failed log writes is reported on standard error.
+const FAILURE_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn open_log(path: &Path) -> io::Result<File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
 impl BatchWriter {
-    /// Starts the writer thread for `file`. It ends, having written
-    /// everything, when the last handle to the log is dropped.
-    pub fn start(file: File, name: &str) -> io::Result<BatchWriter> {
+    /// Starts the writer thread for `file`, open at `path`. It ends,
+    /// having written everything, when the last handle to the log is
+    /// dropped.
+    pub fn start(
+        file: File,
+        path: PathBuf,
+        files: LogFiles,
+        name: &str,
+    ) -> io::Result<BatchWriter> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let pending = Arc::new(Mutex::new(String::with_capacity(BATCH_BYTES)));
         let for_writer = Arc::clone(&pending);
+        let size = file.metadata().map_or(0, |m| m.len());
+        let mut target = LogFile {
+            file: Some(file),
+            path,
+            files,
+            size,
+            lost: 0,
+            failures: Episode::new(FAILURE_REPORT_EVERY),
+        };
         thread::Builder::new()
             .name(format!("{name} log"))
             .stack_size(64 * 1024)
-            .spawn(move || write_batches(file, &for_writer, &rx))?;
+            .spawn(move || write_batches(&mut target, &for_writer, &rx))?;
         Ok(BatchWriter { pending, queue: tx })
     }
 }
 
-fn write_batches(mut file: File, pending: &Pending, queue: &Receiver<ToWriter>) {
+/// The file the writer thread writes, and what it knows about it.
+struct LogFile {
+    /// `None` after a reopen or a rotation failed; the next write tries
+    /// to open the path again.
+    file: Option<File>,
+    path: PathBuf,
+    files: LogFiles,
+    /// Bytes in the current file.
+    size: u64,
+    /// Lines lost to failed writes since the last one that worked.
+    lost: u64,
+    failures: Episode,
+}
+
+impl LogFile {
+    /// Writes a batch of whole lines. A failure loses them, counted, and
+    /// never stops the server; the first write that works again says in
+    /// the log how many lines were lost.
+    fn write(&mut self, out: &str) {
+        if out.is_empty() {
+            return;
+        }
+        let written = match self.file.as_mut() {
+            Some(file) => file.write_all(out.as_bytes()),
+            None => open_log(&self.path).and_then(|mut file| {
+                let written = file.write_all(out.as_bytes());
+                self.size = file.metadata().map_or(0, |m| m.len());
+                self.file = Some(file);
+                written
+            }),
+        };
+        match written {
+            Ok(()) => {
+                self.size += out.len() as u64;
+                if self.lost > 0 {
+                    let lost = std::mem::take(&mut self.lost);
+                    self.failures.ended();
+                    let note = format!(
+                        "{} ERROR {lost} log lines could not be written and were lost\n",
+                        humantime::format_rfc3339_micros(SystemTime::now())
+                    );
+                    eprintln!(
+                        "proxy-herd: {}: writes work again; {lost} lines were lost",
+                        self.path.display()
+                    );
+                    if let Some(file) = self.file.as_mut() {
+                        if file.write_all(note.as_bytes()).is_ok() {
+                            self.size += note.len() as u64;
+                        }
+                    }
+                }
+                self.rotate_if_due();
+            }
+            Err(e) => {
+                // A partial write may have left a torn line: the next one
+                // starts on a line of its own.
+                if let Some(file) = self.file.as_mut() {
+                    let _ = file.write_all(b"\n");
+                }
+                self.lost += out.bytes().filter(|&b| b == b'\n').count() as u64;
+                if let Some(times) = self.failures.occurred() {
+                    eprintln!(
+                        "proxy-herd: cannot write the log {}: {e} ({times} failed writes since the last report, {} lines lost so far)",
+                        self.path.display(),
+                        self.lost
+                    );
+                }
+            }
+        }
+    }
+
+    /// Rotates once the file has passed `--log-max-bytes`: `.log.N-1`
+    /// becomes `.log.N` (the oldest beyond `--log-keep` is deleted), the
+    /// current file `.log.1`, and a new file takes the name.
+    fn rotate_if_due(&mut self) {
+        let Some(max) = self.files.max_bytes else {
+            return;
+        };
+        if self.size < max {
+            return;
+        }
+        let numbered = |n: usize| {
+            let mut name = self.path.clone().into_os_string();
+            name.push(format!(".{n}"));
+            PathBuf::from(name)
+        };
+        let keep = self.files.keep;
+        let _ = std::fs::remove_file(numbered(keep.max(1)));
+        for n in (1..keep).rev() {
+            let _ = std::fs::rename(numbered(n), numbered(n + 1));
+        }
+        if keep == 0 {
+            let _ = std::fs::remove_file(&self.path);
+        } else if let Err(e) = std::fs::rename(&self.path, numbered(1)) {
+            eprintln!(
+                "proxy-herd: cannot rotate the log {}: {e}; it goes on growing",
+                self.path.display()
+            );
+            return;
+        }
+        self.reopen();
+    }
+
+    /// Opens the path anew (after a rotation, ours or logrotate's).
+    fn reopen(&mut self) {
+        self.file = None;
+        self.size = 0;
+        match open_log(&self.path) {
+            Ok(file) => {
+                self.size = file.metadata().map_or(0, |m| m.len());
+                self.file = Some(file);
+            }
+            // The next write tries again, and counts its lines as lost if
+            // it cannot.
+            Err(e) => eprintln!(
+                "proxy-herd: cannot reopen the log {}: {e}",
+                self.path.display()
+            ),
+        }
+    }
+}
+
+fn write_batches(target: &mut LogFile, pending: &Pending, queue: &Receiver<ToWriter>) {
     let mut out = String::with_capacity(BATCH_BYTES);
     let mut acks = Vec::new();
+    let mut reopens = Vec::new();
     loop {
         // Wait for lines (or a flush); the channel closes when the last
         // handle is dropped, and then what is left is written and we end.
         let open = match queue.recv() {
             Ok(ToWriter::Flush(ack)) => {
                 acks.push(ack);
+                true
+            }
+            Ok(ToWriter::Reopen(ack)) => {
+                reopens.push(ack);
                 true
             }
             Ok(ToWriter::Lines) => {
@@ -247,18 +442,22 @@ fn write_batches(mut file: File, pending: &Pending, queue: &Receiver<ToWriter>) 
             }
             Err(_) => false,
         };
-        // A flush asked for meanwhile is answered by this write too.
+        // A flush or reopen asked for meanwhile is answered by this write
+        // too.
         while let Ok(message) = queue.try_recv() {
-            if let ToWriter::Flush(ack) = message {
-                acks.push(ack);
+            match message {
+                ToWriter::Flush(ack) => acks.push(ack),
+                ToWriter::Reopen(ack) => reopens.push(ack),
+                ToWriter::Lines => {}
             }
         }
         std::mem::swap(&mut *pending.lock(), &mut out);
-        // A failing disk must not take the server down; the lines are
-        // lost, and there is nowhere left to say so.
-        let _ = file.write_all(out.as_bytes());
+        target.write(&out);
         out.clear();
-        for ack in acks.drain(..) {
+        if !reopens.is_empty() {
+            target.reopen();
+        }
+        for ack in acks.drain(..).chain(reopens.drain(..)) {
             let _ = ack.send(());
         }
         if !open {
@@ -310,7 +509,7 @@ mod tests {
     #[test]
     fn lines_reach_the_file() {
         let dir = std::env::temp_dir().join(format!("proxy-herd-log-{}", std::process::id()));
-        let (log, path) = ServerLog::to_file(&dir, "Riley").unwrap();
+        let (log, path) = ServerLog::to_file(&dir, "Riley", LogFiles::default()).unwrap();
         log.info(format_args!("hello {}", 42));
         log.error(format_args!("bad thing"));
         log.flush();
@@ -356,7 +555,7 @@ mod batch_tests {
     #[test]
     fn concurrent_lines_all_written() {
         let dir = std::env::temp_dir().join(format!("proxy-herd-batch-{}", std::process::id()));
-        let (log, path) = ServerLog::to_file(&dir, "Many").unwrap();
+        let (log, path) = ServerLog::to_file(&dir, "Many", LogFiles::default()).unwrap();
         thread::scope(|s| {
             for t in 0..8 {
                 let log = log.clone();

@@ -299,6 +299,7 @@ pub fn start(config: ServerConfig, listeners: Listeners) -> io::Result<ServerHan
             let rules = ReplayRules {
                 max_future: limits.max_future,
                 max_clients: limits.max_clients,
+                max_line: limits.max_line,
             };
             let (journal, replay) =
                 Journal::open(&path, &herd, &store, &rules, &log).map_err(|e| {

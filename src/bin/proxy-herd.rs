@@ -12,7 +12,7 @@ use clap::{Parser, ValueEnum};
 use proxy_herd::auth::HerdSecret;
 use proxy_herd::herd::Herd;
 use proxy_herd::journal;
-use proxy_herd::logging::ServerLog;
+use proxy_herd::logging::{LogFiles, ServerLog, DEFAULT_LOG_KEEP};
 use proxy_herd::places::{PlacesApi, PlacesConfig, DEFAULT_MAX_BYTES};
 use proxy_herd::server::{
     self, Limits, Listeners, ServerConfig, DEFAULT_CLIENT_NICE, DEFAULT_MAX_CLIENTS,
@@ -23,7 +23,8 @@ use proxy_herd::server::{
 /// to its neighbours, and answers WHATSAT by asking Google Places.
 ///
 /// The API key is read from GOOGLE_PLACES_API_KEY and is never logged.
-/// SIGINT or SIGTERM stops the server cleanly (exit status 0).
+/// SIGINT or SIGTERM stops the server cleanly (exit status 0); SIGHUP
+/// reopens the log file.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about)]
 struct Args {
@@ -45,6 +46,18 @@ struct Args {
     /// Folder for the log file NAME.log (created if missing).
     #[arg(long, value_name = "DIR", default_value = ".")]
     log_dir: PathBuf,
+
+    /// Rotate the log past this size: NAME.log becomes NAME.log.1 and a
+    /// new NAME.log begins (a number of bytes, or with K, M or G). Off by
+    /// default; SIGHUP also reopens the log, for logrotate.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    log_max_bytes: Option<u64>,
+
+    /// How many rotated logs (NAME.log.1 ...) to keep; older ones are
+    /// deleted.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_LOG_KEEP,
+          requires = "log_max_bytes")]
+    log_keep: usize,
 
     /// Which Places API to call. A key made for a new Google Cloud project
     /// usually works only with "new" (the legacy endpoint answers
@@ -129,6 +142,30 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_CLIENT_NICE,
           value_parser = clap::value_parser!(i32).range(0..=19))]
     client_nice: i32,
+}
+
+/// Reads a size: a number of bytes, or with a K, M or G suffix (powers
+/// of 1024), at least 1.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let (digits, unit) = match text.char_indices().last() {
+        Some((at, c)) if c.is_ascii_alphabetic() => (&text[..at], c.to_ascii_uppercase()),
+        _ => (text, 'B'),
+    };
+    let scale: u64 = match unit {
+        'B' => 1,
+        'K' => 1 << 10,
+        'M' => 1 << 20,
+        'G' => 1 << 30,
+        _ => return Err(format!("unknown unit {unit:?}: use K, M or G")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 1048576, 512K or 64M"))?;
+    match n.checked_mul(scale) {
+        Some(0) => Err("must be at least 1 byte".into()),
+        Some(bytes) => Ok(bytes),
+        None => Err("too large".into()),
+    }
 }
 
 /// Reads a flag given in seconds, refusing what is not a positive number.
@@ -222,14 +259,13 @@ fn run(args: Args) -> Result<(), String> {
     // Bind before opening the log, so a port in use fails with nothing
     // else done.
     let listeners = Listeners::bind(&spec).map_err(|e| e.to_string())?;
-    let (log, log_path) = ServerLog::to_file(&args.log_dir, &spec.name)
+    let files = LogFiles {
+        max_bytes: args.log_max_bytes,
+        keep: args.log_keep,
+    };
+    let (log, log_path) = ServerLog::to_file(&args.log_dir, &spec.name, files)
         .map_err(|e| format!("cannot open log in {}: {e}", args.log_dir.display()))?;
-
-    let (signal_tx, signal_rx) = crossbeam_channel::bounded::<()>(1);
-    ctrlc::set_handler(move || {
-        let _ = signal_tx.try_send(());
-    })
-    .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    let signal_rx = on_signals(&log)?;
 
     let api = PlacesApi::from(args.places_api);
     let places = PlacesConfig {
@@ -273,4 +309,40 @@ fn run(args: Args) -> Result<(), String> {
     log.info(format_args!("{} got a stop signal; exiting", spec.name));
     log.flush();
     std::process::exit(0);
+}
+
+/// Installs the signal handlers: SIGINT (Ctrl-C) and SIGTERM stop the
+/// server, through the channel returned; SIGHUP reopens the log.
+///
+/// ctrlc catches Ctrl-C, as in every version of this herd. Its
+/// `termination` feature would map SIGTERM and SIGHUP to the same handler,
+/// which cannot tell a stop from logrotate's "reopen your log"; so SIGTERM
+/// and SIGHUP come through signal-hook instead, whose iterator hands each
+/// signal by number to an ordinary thread.
+fn on_signals(log: &ServerLog) -> Result<crossbeam_channel::Receiver<()>, String> {
+    use signal_hook::consts::{SIGHUP, SIGTERM};
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(2);
+    let on_ctrl_c = stop_tx.clone();
+    ctrlc::set_handler(move || {
+        let _ = on_ctrl_c.try_send(());
+    })
+    .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP])
+        .map_err(|e| format!("cannot install the signal handlers: {e}"))?;
+    let log = log.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if signal == SIGHUP {
+                    log.info(format_args!("got SIGHUP; reopening the log"));
+                    log.reopen();
+                    log.info(format_args!("log reopened after SIGHUP"));
+                } else {
+                    let _ = stop_tx.try_send(());
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    Ok(stop_rx)
 }

@@ -136,7 +136,7 @@ impl TestHerd {
         let spec = self.herd.server(name).unwrap().clone();
         let listeners = Listeners::bind(&spec).unwrap();
         let log = match &self.log_dir {
-            Some(dir) => ServerLog::to_file(dir, name).unwrap().0,
+            Some(dir) => ServerLog::to_file(dir, name, Default::default()).unwrap().0,
             None => ServerLog::discard(),
         };
         let config = ServerConfig {
