@@ -18,8 +18,16 @@ Commands:
                      and places-stub
   help               show this text
 
-Logs go to logs/ (NAME.log is the server's log, NAME.out its stdout and
-stderr) and PID files to run/, both in the script's folder.
+Logs go to logs/ (NAME.log is the server's log, rotated past 64 MiB with
+four old ones kept; NAME.out its stdout and stderr) and PID files to run/,
+both in the script's folder.
+
+Links between the servers it starts are authenticated: start makes a
+random herd secret, run/herd-secret (readable by you alone), and every
+server must prove it before a neighbour takes its AT lines, so nobody
+else who reaches a peer port can forge a location. Set HERD_AUTH=off when
+some servers of the herd are started another way (a grader's own), which
+could not prove it.
 
 Environment:
   GOOGLE_PLACES_API_KEY  the Places key. If unset or empty, start runs
@@ -32,6 +40,10 @@ Environment:
   HERD_RUN_DIR           folder for logs/ and run/ (default: the script's)
   PROXY_HERD_BIN_DIR     use proxy-herd and places-stub from this folder
                          instead of building target/release
+  HERD_AUTH              on (default): links prove run/herd-secret, or
+                         HERD_SECRET if set; off: links are open to anyone
+  HERD_LOG_MAX_BYTES     rotate each log past this size (default 64M)
+  HERD_LOG_KEEP          rotated logs kept per server (default 4)
 EOF
 }
 
@@ -74,6 +86,13 @@ STUB_PORT=${STUB_PORT:-8099}
 # What the servers get as a key when they use places-stub: the herd does
 # not call Places without a key, and the stub accepts any non-empty one.
 STUB_KEY=offline-places-stub
+HERD_AUTH=${HERD_AUTH:-on}
+case "$HERD_AUTH" in
+    on | off) ;;
+    *) die "HERD_AUTH must be on or off, not '$HERD_AUTH'" ;;
+esac
+HERD_LOG_MAX_BYTES=${HERD_LOG_MAX_BYTES:-64M}
+HERD_LOG_KEEP=${HERD_LOG_KEEP:-4}
 START_TIMEOUT=15 # seconds for a server to answer on its client port
 STOP_TIMEOUT=5   # seconds for a server to exit after SIGTERM
 
@@ -251,6 +270,35 @@ ensure_stub() {
     echo "No GOOGLE_PLACES_API_KEY: WHATSAT answers come from places-stub at $PLACES_URL (MADE-UP places, PID $pid)"
 }
 
+# Sets SECRET_ARGS to the flags that make a server prove the herd secret,
+# and makes
+# run/herd-secret if it is needed and missing: 32 random bytes in hex,
+# created readable by the owner alone. HERD_SECRET, if set, is used
+# instead (the servers read it from the environment). Servers started
+# later into a running herd get the same secret, and its mode too: a herd
+# started with HERD_AUTH=off stays open until it is stopped.
+SECRET_ARGS=()
+secret_args() {
+    local recorded=$HERD_AUTH
+    SECRET_ARGS=()
+    if [[ -f "$PID_DIR/herd-auth" ]] && [[ -n "$(running_servers)" ]]; then
+        recorded=$(<"$PID_DIR/herd-auth")
+        [[ "$recorded" == "$HERD_AUTH" ]] ||
+            die "a herd with HERD_AUTH=$recorded is running here: stop it first, or start with HERD_AUTH=$recorded"
+    fi
+    printf '%s\n' "$HERD_AUTH" >"$PID_DIR/herd-auth"
+    [[ "$HERD_AUTH" == on ]] || return 0
+    [[ -z "${HERD_SECRET:-}" ]] || return 0
+    if [[ ! -s "$PID_DIR/herd-secret" ]]; then
+        (
+            umask 077
+            od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$PID_DIR/herd-secret.new"
+        ) || die "cannot make a herd secret in $PID_DIR"
+        mv "$PID_DIR/herd-secret.new" "$PID_DIR/herd-secret"
+    fi
+    SECRET_ARGS=(--herd-secret-file "$PID_DIR/herd-secret")
+}
+
 cmd_start() {
     local config i pid name entry failed=0 wanted=()
     build
@@ -275,6 +323,8 @@ cmd_start() {
 
     local config_args=()
     [[ -n "$config" ]] && config_args=(--config "$config")
+    secret_args
+    config_args+=("${SECRET_ARGS[@]}" --log-max-bytes "$HERD_LOG_MAX_BYTES" --log-keep "$HERD_LOG_KEEP")
     if [[ -z "${GOOGLE_PLACES_API_KEY:-}" ]]; then
         ensure_stub
         export PLACES_URL GOOGLE_PLACES_API_KEY=$STUB_KEY
@@ -310,6 +360,13 @@ cmd_start() {
     fi
 
     echo
+    if [[ "$HERD_AUTH" == on && -n "${HERD_SECRET:-}" ]]; then
+        echo "Links prove the herd secret in HERD_SECRET (HERD_AUTH=off for open links)."
+    elif [[ "$HERD_AUTH" == on ]]; then
+        echo "Links prove the herd secret in $(shown run)herd-secret (HERD_AUTH=off for open links)."
+    else
+        echo "Links are open (HERD_AUTH=off): anyone who reaches a peer port can send AT lines."
+    fi
     echo "The herd (logs in $(shown logs), PIDs in $(shown run)):"
     printf '  %-10s %-22s %s\n' SERVER 'CLIENT PORT' 'PEER PORT'
     for i in "${!NAMES[@]}"; do
@@ -349,7 +406,8 @@ cmd_stop() {
     fi
     for name in "${running[@]}"; do stop_one "$name"; done
     pid_of "$STUB" >/dev/null && stop_one "$STUB"
-    rm -f "$PID_DIR"/*.pid "$PID_DIR"/*.cmdline "$PID_DIR/herd-config"
+    rm -f "$PID_DIR"/*.pid "$PID_DIR"/*.cmdline "$PID_DIR/herd-config" "$PID_DIR/herd-auth" \
+        "$PID_DIR/herd-secret"
 }
 
 cmd_status() {

@@ -46,6 +46,11 @@ impl ScriptHerd {
     /// repository), with no Places key, the herd file given by a relative
     /// path, and the debug binaries.
     fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[])
+    }
+
+    /// `run` with more environment variables.
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let bin_dir = Path::new(HERD_BIN).parent().unwrap();
         assert_eq!(Path::new(STUB_BIN).parent().unwrap(), bin_dir);
         Command::new("bash")
@@ -55,6 +60,9 @@ impl ScriptHerd {
             .env_remove("GOOGLE_PLACES_API_KEY")
             .env_remove("PLACES_URL")
             .env_remove("PLACES_API")
+            .env_remove("HERD_SECRET")
+            .env_remove("HERD_AUTH")
+            .envs(env.iter().copied())
             .env("HERD_CONFIG", "herd.json")
             .env("HERD_RUN_DIR", &self.dir)
             .env("PROXY_HERD_BIN_DIR", bin_dir)
@@ -65,7 +73,12 @@ impl ScriptHerd {
 
     /// `run`, asserting success; returns stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
+        self.ok_with(args, &[])
+    }
+
+    /// `run_with`, asserting success; returns stdout.
+    fn ok_with(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let out = self.run_with(args, env);
         let (stdout, stderr) = texts(&out);
         assert!(
             out.status.success(),
@@ -73,6 +86,14 @@ impl ScriptHerd {
             out.status
         );
         stdout
+    }
+
+    /// A server's peer port, from the herd file.
+    fn peer_addr(&self, name: &str) -> SocketAddr {
+        let text = std::fs::read_to_string(self.dir.join("herd.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let port = v["servers"][name]["peer_port"].as_u64().unwrap() as u16;
+        SocketAddr::from(([127, 0, 0, 1], port))
     }
 
     fn addr(&self, name: &str) -> SocketAddr {
@@ -183,6 +204,71 @@ fn start_status_and_stop_the_whole_herd() {
     for what in ["A", "B", "C", "places-stub"] {
         assert!(status_line(&status, what).contains("stopped"), "{status}");
     }
+}
+
+/// Sends a forged AT line to a peer port as a stranger would, and reads
+/// until the server closes the connection or a second passes with nothing;
+/// returns what the server sent.
+fn forge(peer: SocketAddr, client: &str) -> String {
+    use std::io::{Read, Write};
+    let mut conn = TcpStream::connect(peer).unwrap();
+    conn.write_all(format!("AT A +0.1 {client} +10+10 1\n").as_bytes())
+        .unwrap();
+    conn.shutdown(std::net::Shutdown::Write).unwrap();
+    conn.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut got = String::new();
+    let _ = conn.read_to_string(&mut got);
+    got
+}
+
+/// By default `start` makes a random herd secret (64 hex digits, mode
+/// 600) and every server must prove it: a stranger on a peer port is
+/// challenged and its forged AT line changes nothing, while the herd
+/// itself floods as before. `stop` removes the secret. With HERD_AUTH=off
+/// there is no secret, and the same forged line is taken.
+#[test]
+fn links_prove_a_secret_unless_turned_off() {
+    use std::os::unix::fs::PermissionsExt;
+    let herd = ScriptHerd::new("script-secret", &["A", "B"], &[("A", "B")]);
+    let out = herd.ok(&["start"]);
+    assert!(out.contains("Links prove the herd secret"), "{out}");
+    let secret = herd.dir.join("run/herd-secret");
+    let mode = std::fs::metadata(&secret).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    let text = std::fs::read_to_string(&secret).unwrap();
+    assert!(
+        text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{text}"
+    );
+
+    let sent = forge(herd.peer_addr("B"), "forged");
+    assert!(sent.starts_with("CHALLENGE "), "{sent:?}");
+    let at = at_line(&one_shot(herd.addr("A"), "IAMAT genuine +1+1 2\n"));
+    wait_until("B to learn genuine from A", || {
+        one_shot(herd.addr("B"), "WHATSAT genuine 1 1\n").starts_with(&at)
+    });
+    let reply = one_shot(herd.addr("B"), "WHATSAT forged 1 1\n");
+    assert!(
+        reply.starts_with("? "),
+        "the forged line was taken: {reply}"
+    );
+
+    herd.ok(&["stop"]);
+    assert!(!secret.exists(), "the secret outlived the herd");
+
+    let out = herd.ok_with(&["start"], &[("HERD_AUTH", "off")]);
+    assert!(out.contains("Links are open"), "{out}");
+    assert!(!secret.exists());
+    let sent = forge(herd.peer_addr("B"), "forged");
+    assert!(!sent.contains("CHALLENGE"), "{sent:?}");
+    wait_until("B to take the forged line", || {
+        one_shot(herd.addr("B"), "WHATSAT forged 1 1\n").starts_with("AT A +0.1 forged")
+    });
+    let refused = herd.run(&["start", "A"]);
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("HERD_AUTH=off is running"),
+        "{refused:?}"
+    );
 }
 
 /// `stop NAME` stops just that server (its port refuses, the others
