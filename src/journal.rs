@@ -188,10 +188,10 @@ impl Journal {
             // compactor will reuse that name: then there is no safe way
             // on, so say why and stop.
             Err(e) if !leftover.exists() => {
-                eprintln!(
-                    "proxy-herd: journal {}: not compacted at start ({e}); going on with it as it is",
+                crate::logging::to_stderr(format_args!(
+                    "journal {}: not compacted at start ({e}); going on with it as it is",
                     path.display()
-                );
+                ));
                 log.warn(format_args!(
                     "journal {}: not compacted at start ({e}); going on with it as it is",
                     path.display()
@@ -274,7 +274,7 @@ impl Journal {
                      updates are not acknowledged until it can be written",
                     inner.path.display()
                 );
-                eprintln!("proxy-herd: {message}");
+                crate::logging::to_stderr(format_args!("{message}"));
                 inner.log.error(format_args!("{message}"));
             }
             return Err(e);
@@ -285,7 +285,7 @@ impl Journal {
                 "journal {}: appends work again ({n} more failed since the last report)",
                 inner.path.display()
             );
-            eprintln!("proxy-herd: {message}");
+            crate::logging::to_stderr(format_args!("{message}"));
             inner.log.warn(format_args!("{message}"));
         }
         inner.size.fetch_add(entry.len() as u64, Ordering::Relaxed);
@@ -318,7 +318,7 @@ impl Inner {
     /// appends go back to the old file, which gets the store's records
     /// appended, so whatever went to the new file meanwhile is not lost,
     /// and the old journal stays whole.
-    fn compact_now(&self) {
+    fn compact_now(self: &Arc<Self>) {
         // Appends made during the last compaction may have asked for
         // another one that is no longer due.
         if !self.due() {
@@ -370,16 +370,45 @@ impl Inner {
             }
             Err(e) => {
                 *self.file.write() = Arc::clone(&old);
-                let file = old;
-                let kept = write_records(&file, &self.store.snapshot());
-                let _ = fs::remove_file(&tmp);
                 self.log.error(format_args!(
-                    "journal compaction failed ({e}); the old journal is kept{}",
-                    match kept {
-                        Ok(_) => String::new(),
-                        Err(e) => format!(", but the records could not be added to it ({e})"),
-                    }
+                    "journal compaction failed ({e}); the old journal is kept"
                 ));
+                // Appends made since the swap are in `.compact` alone. It
+                // is deleted only once the store's records (which include
+                // them) are in the old journal; until then a crash leaves
+                // it for replay to read. On a full disk that waits for
+                // space, retried every second: appends fail meanwhile, so
+                // nothing is acknowledged that this could lose.
+                let mut tries = 0u64;
+                loop {
+                    // After a failed try the file may end in a torn line:
+                    // start on a line of our own (replay skips blank ones).
+                    let fresh = if tries > 0 {
+                        (&*old).write_all(b"\n")
+                    } else {
+                        Ok(())
+                    };
+                    match fresh.and_then(|()| write_records(&old, &self.store.snapshot())) {
+                        Ok(_) => break,
+                        Err(e) => {
+                            self.torn.store(true, Ordering::SeqCst);
+                            if tries == 0 {
+                                self.log.error(format_args!(
+                                    "journal compaction: cannot add the records to the old journal ({e}); \
+                                     keeping {} and trying every second",
+                                    tmp.display()
+                                ));
+                            }
+                        }
+                    }
+                    // Nobody left to serve: the leftover stays for replay.
+                    if Arc::strong_count(self) == 1 {
+                        return;
+                    }
+                    tries += 1;
+                    thread::sleep(std::time::Duration::from_secs(1));
+                }
+                let _ = fs::remove_file(&tmp);
                 // Try again only after as much growth again.
                 self.compacted.store(
                     self.size.load(Ordering::Relaxed).max(COMPACT_MIN_BYTES),

@@ -153,6 +153,15 @@ impl ServerLog {
     }
 }
 
+/// Says something on standard error, prefixed `proxy-herd: `. A failure
+/// to write is ignored: standard error is often a file on the same disk
+/// as the log (`run_herd.sh` puts it in `logs/NAME.out`), and when that
+/// disk is full `eprintln!` would panic, taking down the thread that was
+/// reporting the full disk.
+pub fn to_stderr(args: fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr().lock(), "proxy-herd: {args}");
+}
+
 /// A failure that can recur thousands of times a second (a full table,
 /// no file descriptors left), reported without flooding the log: the first
 /// of an episode at once, then at most one line per interval saying how
@@ -335,10 +344,10 @@ impl LogFile {
                         "{} ERROR {lost} log lines could not be written and were lost\n",
                         humantime::format_rfc3339_micros(SystemTime::now())
                     );
-                    eprintln!(
-                        "proxy-herd: {}: writes work again; {lost} lines were lost",
+                    crate::logging::to_stderr(format_args!(
+                        "{}: writes work again; {lost} lines were lost",
                         self.path.display()
-                    );
+                    ));
                     if let Some(file) = self.file.as_mut() {
                         if file.write_all(note.as_bytes()).is_ok() {
                             self.size += note.len() as u64;
@@ -355,11 +364,11 @@ impl LogFile {
                 }
                 self.lost += out.bytes().filter(|&b| b == b'\n').count() as u64;
                 if let Some(times) = self.failures.occurred() {
-                    eprintln!(
-                        "proxy-herd: cannot write the log {}: {e} ({times} failed writes since the last report, {} lines lost so far)",
+                    crate::logging::to_stderr(format_args!(
+"cannot write the log {}: {e} ({times} failed writes since the last report, {} lines lost so far)",
                         self.path.display(),
                         self.lost
-                    );
+                    ));
                 }
             }
         }
@@ -388,10 +397,10 @@ impl LogFile {
         if keep == 0 {
             let _ = std::fs::remove_file(&self.path);
         } else if let Err(e) = std::fs::rename(&self.path, numbered(1)) {
-            eprintln!(
-                "proxy-herd: cannot rotate the log {}: {e}; it goes on growing",
+            crate::logging::to_stderr(format_args!(
+                "cannot rotate the log {}: {e}; it goes on growing",
                 self.path.display()
-            );
+            ));
             return;
         }
         self.reopen();
@@ -408,10 +417,10 @@ impl LogFile {
             }
             // The next write tries again, and counts its lines as lost if
             // it cannot.
-            Err(e) => eprintln!(
-                "proxy-herd: cannot reopen the log {}: {e}",
+            Err(e) => crate::logging::to_stderr(format_args!(
+                "cannot reopen the log {}: {e}",
                 self.path.display()
-            ),
+            )),
         }
     }
 }

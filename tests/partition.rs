@@ -55,6 +55,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use support::own_harness::{self, Outcome};
 use support::{temp_dir, FIVE, FIVE_LINKS};
 
 /// The binary cargo built for this test.
@@ -139,124 +140,18 @@ const BULK_CLIENTS: u64 = 8;
 /// Updates per bulk client and side.
 const BULK_ROUNDS: u64 = 3;
 
-/// How a run ended.
-enum Outcome {
-    Passed,
-    Failed(String),
-    NotRun(String),
-}
-
-/// What `main` was asked to do by the arguments cargo test passes on.
-enum Mode {
-    Run,
-    List,
-    FilteredOut,
-}
-
-/// Runs the scenario and prints a libtest-like summary as the last line,
-/// so CI logs read the same as for the other tests, and a run that could
-/// not happen is never mistaken for a pass.
+/// Runs the scenario under the harness of `support::own_harness`, which
+/// says loudly when it could not run.
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match mode(&args) {
-        Mode::List => {
-            println!("{NAME}: test");
-            return ExitCode::SUCCESS;
-        }
-        Mode::FilteredOut => {
-            println!("{NAME}: 0 passed, 0 failed, 1 filtered out");
-            return ExitCode::SUCCESS;
-        }
-        Mode::Run => {}
-    }
-    install_interrupt_cleanup();
-    let outcome = std::panic::catch_unwind(run).unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "panic".into());
-        Outcome::Failed(format!("panicked: {message}"))
-    });
-    let required = std::env::var("PROXY_HERD_REQUIRE_PARTITION").is_ok_and(|v| v == "1");
-    match outcome {
-        Outcome::Passed => {
-            println!("{NAME}: 1 passed, 0 failed");
-            ExitCode::SUCCESS
-        }
-        Outcome::Failed(reason) => {
-            println!("{NAME}: FAILED: {reason}");
-            println!("{NAME}: 0 passed, 1 failed");
-            ExitCode::FAILURE
-        }
-        Outcome::NotRun(reason) => {
-            let banner = "!".repeat(72);
-            println!("{banner}\n!!! PARTITION TEST NOT RUN: needs root and ip ({reason})\n!!! It did NOT pass; it did not run at all.\n{banner}");
-            if required {
-                println!("{NAME}: PROXY_HERD_REQUIRE_PARTITION=1, so not running is a failure");
-                println!("{NAME}: 0 passed, 1 failed");
-                ExitCode::FAILURE
-            } else {
-                println!("{NAME}: 0 passed, 0 failed, 1 not run");
-                ExitCode::SUCCESS
-            }
-        }
-    }
-}
-
-/// Reads the arguments libtest would take, so `cargo test FILTER`,
-/// `cargo test -- --list` and friends work across all test binaries:
-/// a filter that does not match this test skips it, unknown flags are
-/// ignored.
-fn mode(args: &[String]) -> Mode {
-    // libtest flags that take a value as the next argument.
-    const WITH_VALUE: [&str; 7] = [
-        "--test-threads",
-        "--skip",
-        "--format",
-        "--color",
-        "--logfile",
-        "--shuffle-seed",
-        "-Z",
-    ];
-    let mut filters = Vec::new();
-    let mut skips = Vec::new();
-    let (mut list, mut exact, mut ignored_only) = (false, false, false);
-    let mut i = 0;
-    while i < args.len() {
-        let arg = args[i].as_str();
-        match arg {
-            "--list" => list = true,
-            "--exact" => exact = true,
-            "--ignored" => ignored_only = true,
-            "--skip" => {
-                if let Some(s) = args.get(i + 1) {
-                    skips.push(s.clone());
-                }
-                i += 1;
-            }
-            a if WITH_VALUE.contains(&a) => i += 1,
-            a if a.starts_with('-') => {}
-            a => filters.push(a.to_string()),
-        }
-        i += 1;
-    }
-    let matches = |pattern: &String| {
-        if exact {
-            pattern == NAME
-        } else {
-            NAME.contains(pattern.as_str())
-        }
-    };
-    let selected = (filters.is_empty() || filters.iter().any(matches))
-        && !skips.iter().any(|s| NAME.contains(s.as_str()))
-        && !ignored_only;
-    match (list, selected) {
-        (true, true) => Mode::List,
-        (true, false) => Mode::FilteredOut,
-        (false, true) => Mode::Run,
-        (false, false) => Mode::FilteredOut,
-    }
+    own_harness::main(
+        NAME,
+        "PROXY_HERD_REQUIRE_PARTITION",
+        "needs root and ip",
+        || {
+            install_interrupt_cleanup();
+            run()
+        },
+    )
 }
 
 /// Everything this run created outside the process, so that it is

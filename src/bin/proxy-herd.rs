@@ -203,7 +203,7 @@ fn main() -> ExitCode {
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("proxy-herd: {message}");
+            proxy_herd::logging::to_stderr(format_args!("{message}"));
             ExitCode::FAILURE
         }
     }
@@ -294,13 +294,13 @@ fn run(args: Args) -> Result<(), String> {
     let server = server::start(config, listeners).map_err(|e| e.to_string())?;
     // run_herd.sh waits for "serving clients": it means both ports are
     // bound and the server is up.
-    eprintln!(
-        "proxy-herd: {} serving clients on {}, neighbours on {}, log {}",
+    proxy_herd::logging::to_stderr(format_args!(
+        "{} serving clients on {}, neighbours on {}, log {}",
         spec.name,
         server.client_addr(),
         server.peer_addr(),
         log_path.display()
-    );
+    ));
 
     let _ = signal_rx.recv();
     // Every line already handled is in the log (each record is flushed as
