@@ -54,6 +54,27 @@ fn unproven_connection_changes_nothing() {
     assert!(log.contains("unproven link"), "{log}");
 }
 
+/// A connection that gets the challenge and then says nothing (holding a
+/// peer-port slot and its thread) is closed by the server once
+/// HANDSHAKE_TIMEOUT passes, not kept for ever.
+#[test]
+fn a_silent_connection_is_closed_after_the_handshake_timeout() {
+    use std::io::{BufRead, BufReader, Read};
+    let herd = herd_with(["s", "s", "s"], None);
+    let conn = std::net::TcpStream::connect(herd.peer_addr("B")).unwrap();
+    // Longer than the server's limit: the close must come from the server.
+    conn.set_read_timeout(Some(proxy_herd::flood::HANDSHAKE_TIMEOUT * 4))
+        .unwrap();
+    let mut reader = BufReader::new(conn);
+    let mut challenge = String::new();
+    reader.read_line(&mut challenge).unwrap();
+    assert!(challenge.starts_with("CHALLENGE "), "{challenge}");
+    let mut rest = Vec::new();
+    let read = reader.read_to_end(&mut rest);
+    assert!(read.is_ok(), "not closed by the server: {read:?}");
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
 /// A client that answers the challenge correctly (as a neighbour's link
 /// does) has its AT lines accepted.
 #[test]
