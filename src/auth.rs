@@ -21,16 +21,127 @@
 //! link, it does not encrypt it: anyone on the path can still read the AT
 //! lines (which say where clients are). Use a private network
 //! (`peer_host`) for that.
+//!
+//! Both halves of the handshake live here: [`challenge`], run by a
+//! server's peer-port connection, and [`prove`], run by a link before it
+//! sends anything.
 
 use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 /// Separates this use of the secret from any other.
 const LABEL: &[u8] = b"proxy-herd link v1\n";
+
+/// How long either side of a link waits for the other's half of the
+/// handshake. A connection to the peer port that has not proved the
+/// secret by then is closed, so strangers cannot hold its threads.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest challenge line a link reads; a real one is 43 bytes.
+const MAX_CHALLENGE_LINE: usize = 256;
+
+/// Why a handshake failed, on either side. Shown in the log line that
+/// says the link was refused or could not prove itself.
+#[derive(Debug)]
+pub enum HandshakeError {
+    /// The operating system gave no randomness for a challenge.
+    NoRandomness(io::Error),
+    /// The socket failed, or the other side said nothing in time.
+    Silent(io::Error),
+    /// The other side closed the connection first.
+    Closed,
+    /// A line too long to be a challenge or a proof.
+    TooLong,
+    /// Something else came where a challenge or a proof belonged.
+    Unexpected(String),
+    /// A proof that does not match, or for a server not in the herd.
+    WrongProof(String),
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandshakeError::NoRandomness(e) => write!(f, "no randomness: {e}"),
+            HandshakeError::Silent(e) => write!(f, "nothing in time ({e})"),
+            HandshakeError::Closed => f.write_str("closed before the handshake ended"),
+            HandshakeError::TooLong => f.write_str("sent an over-long line"),
+            HandshakeError::Unexpected(line) => write!(f, "sent {line:?} instead"),
+            HandshakeError::WrongProof(name) => write!(f, "wrong proof for {name:?}"),
+        }
+    }
+}
+
+/// The server's half, on a new peer-port connection: sends a fresh
+/// challenge and checks the proof that comes back. The proof line is
+/// read with `next_line`, the connection's own line reader, so AT lines
+/// sent right behind it stay buffered for the connection. `in_herd` says
+/// whether a name belongs to the herd. Returns the proven server's name.
+pub fn challenge(
+    stream: &TcpStream,
+    secret: &HerdSecret,
+    in_herd: impl Fn(&str) -> bool,
+    next_line: impl FnOnce() -> Result<Vec<u8>, HandshakeError>,
+) -> Result<String, HandshakeError> {
+    let challenge = new_challenge().map_err(HandshakeError::NoRandomness)?;
+    (&*stream)
+        .write_all(challenge_line(&challenge).as_bytes())
+        .map_err(HandshakeError::Silent)?;
+    stream
+        .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
+        .map_err(HandshakeError::Silent)?;
+    let raw = next_line()?;
+    let text = String::from_utf8_lossy(&raw);
+    let printable = || crate::protocol::Escaped(&text).to_string();
+    let (name, proof) =
+        parse_proof(&text).ok_or_else(|| HandshakeError::Unexpected(printable()))?;
+    if !in_herd(name) || !secret.verify(&challenge, name, proof) {
+        return Err(HandshakeError::WrongProof(
+            crate::protocol::Escaped(name).to_string(),
+        ));
+    }
+    stream
+        .set_read_timeout(None)
+        .map_err(HandshakeError::Silent)?;
+    Ok(name.to_string())
+}
+
+/// The link's half, before it sends anything: reads the neighbour's
+/// challenge and answers with the proof that `me` knows the secret. The
+/// challenge is read a byte at a time, so that nothing after its newline
+/// is taken from the socket here.
+pub fn prove(stream: &TcpStream, secret: &HerdSecret, me: &str) -> Result<(), HandshakeError> {
+    stream
+        .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
+        .map_err(HandshakeError::Silent)?;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match (&*stream).read(&mut byte) {
+            Ok(0) => return Err(HandshakeError::Closed),
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) if line.len() == MAX_CHALLENGE_LINE => return Err(HandshakeError::TooLong),
+            Ok(_) => line.push(byte[0]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(HandshakeError::Silent(e)),
+        }
+    }
+    let text = String::from_utf8_lossy(&line);
+    let challenge = parse_challenge(&text)
+        .ok_or_else(|| HandshakeError::Unexpected(crate::protocol::Escaped(&text).to_string()))?;
+    (&*stream)
+        .write_all(proof_line(me, &secret.proof(challenge, me)).as_bytes())
+        .map_err(HandshakeError::Silent)?;
+    stream
+        .set_read_timeout(None)
+        .map_err(HandshakeError::Silent)
+}
 
 /// The secret a herd's servers share. Its `Debug` never shows it.
 #[derive(Clone)]

@@ -16,7 +16,10 @@
 //! - [`store`]: the newest record of every client, one map behind a
 //!   `parking_lot::RwLock`, and the "newer" rule that ends floods.
 //! - [`server`]: the listeners, the thread per connection, and what each
-//!   line does. The only place that reads from clients.
+//!   line does, a file per part: `config`, `listen` (accept threads and
+//!   connection limits), `handler` (a connection's life), `connection`
+//!   (the line reader), `client` (IAMAT, WHATSAT), `peer` (a neighbour's
+//!   AT lines). The only place that reads from clients.
 //! - [`flood`]: the queues, one bounded `crossbeam-channel` per
 //!   neighbour, and what a full one does (a client waits for room, a
 //!   relayed update is kept aside, newest per client), so that the herd
@@ -29,7 +32,8 @@
 //!   the reply (one write per update, or per burst from a neighbour),
 //!   read back at start, and compacted while the server runs.
 //! - [`auth`]: the optional herd secret, proved on every link by an
-//!   HMAC challenge before any AT line is accepted.
+//!   HMAC challenge before any AT line is accepted; both halves of the
+//!   handshake.
 //! - [`herd`]: the herd file, read raw and validated in one place.
 //! - [`logging`]: each server's `<Name>.log`, through fern.
 //! - [`bench`](mod@bench): `proxy-herd-bench`, the load generator and baseline server.
@@ -49,7 +53,7 @@
 //! | one per connection (clients' at a lower priority) | `read()`, a Places request, room in a link's queue | that socket |
 //! | one link per neighbour | its queue, `connect()`, `write()` | the link socket |
 //! | one watcher per live link | `read()` of the link | nothing |
-//! | the log writer | its channel, then a short pause to gather lines | the log file |
+//! | the log writer | its channel, then a short pause to gather lines | the log file (rotated or reopened on SIGHUP) |
 //! | the journal compactor | its channel, until the journal has doubled | the `.compact` file while it rewrites |
 //!
 //! No lock is held across a socket write, a blocking channel send or an

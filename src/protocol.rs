@@ -54,7 +54,7 @@ pub struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    /// The fields, at most [`MAX_FIELDS`] of them.
+    /// The fields, at most seven of them.
     pub fn as_slice(&self) -> &[&'a str] {
         &self.found[..self.len]
     }

@@ -63,7 +63,7 @@ fn a_silent_connection_is_closed_after_the_handshake_timeout() {
     let herd = herd_with(["s", "s", "s"], None);
     let conn = std::net::TcpStream::connect(herd.peer_addr("B")).unwrap();
     // Longer than the server's limit: the close must come from the server.
-    conn.set_read_timeout(Some(proxy_herd::flood::HANDSHAKE_TIMEOUT * 4))
+    conn.set_read_timeout(Some(proxy_herd::auth::HANDSHAKE_TIMEOUT * 4))
         .unwrap();
     let mut reader = BufReader::new(conn);
     let mut challenge = String::new();

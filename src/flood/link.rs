@@ -18,7 +18,7 @@
 //! resyncs as soon as the neighbour is back.
 
 use std::borrow::Borrow;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver};
 
-use super::{detect_dead_peer, LinkState, Outgoing, HANDSHAKE_TIMEOUT, LINK_BUFFER};
+use super::{detect_dead_peer, LinkState, Outgoing, LINK_BUFFER};
 use crate::auth::{self, HerdSecret};
 use crate::logging::ServerLog;
 use crate::protocol::{AtRecord, Escaped};
@@ -163,7 +163,7 @@ impl Link {
         let _ = socket2::SockRef::from(&stream).set_send_buffer_size(LINK_BUFFER);
         detect_dead_peer(&stream);
         if let Some(secret) = &self.secret {
-            if let Err(why) = self.prove(&stream, secret) {
+            if let Err(why) = auth::prove(&stream, secret, &self.me) {
                 self.log.warn(format_args!(
                     "link to {}: cannot prove the herd secret ({why})",
                     self.neighbour
@@ -249,38 +249,6 @@ impl Link {
         // Wakes the watcher thread, which then ends.
         let _ = stream.shutdown(Shutdown::Both);
         ended
-    }
-
-    /// Answers the neighbour's challenge (the first thing it sends) with
-    /// our proof of the secret.
-    fn prove(&self, stream: &TcpStream, secret: &HerdSecret) -> Result<(), String> {
-        stream
-            .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
-            .map_err(|e| e.to_string())?;
-        // Read byte by byte: nothing after the challenge's newline may be
-        // taken from the socket here (the watcher reads the rest).
-        let mut line = Vec::new();
-        let mut byte = [0u8; 1];
-        while line.len() < 256 {
-            match (&*stream).read(&mut byte) {
-                Ok(0) => return Err("the neighbour closed the link".into()),
-                Ok(_) if byte[0] == b'\n' => break,
-                Ok(_) => line.push(byte[0]),
-                Err(e) => {
-                    return Err(format!(
-                        "no challenge from the neighbour ({e}); is the secret set there?"
-                    ))
-                }
-            }
-        }
-        let text = String::from_utf8_lossy(&line);
-        let challenge = auth::parse_challenge(&text)
-            .ok_or_else(|| format!("expected a challenge, got {:?}", Escaped(&text).to_string()))?;
-        let proof = auth::proof_line(&self.me, &secret.proof(challenge, &self.me));
-        (&*stream)
-            .write_all(proof.as_bytes())
-            .map_err(|e| e.to_string())?;
-        stream.set_read_timeout(None).map_err(|e| e.to_string())
     }
 
     /// Writes records' AT lines in one write and logs each. False if the

@@ -135,10 +135,6 @@ pub fn detect_dead_peer(stream: &TcpStream) {
 /// declared dead (Linux's `TCP_USER_TIMEOUT`).
 pub const DEAD_PEER_TIMEOUT: Duration = Duration::from_secs(8);
 
-/// How long either side of a link waits for the other's half of the
-/// secret handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// A record on its way to one neighbour, with the means to say it has
 /// been written.
 struct Outgoing {

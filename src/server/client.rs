@@ -1,0 +1,105 @@
+//! What a client's lines do: IAMAT stores, floods and journals an update
+//! before its AT reply; WHATSAT asks Places about a client's location.
+
+use std::borrow::Cow;
+use std::io;
+use std::time::Instant;
+
+use super::connection::Ended;
+use super::handler::{decode, Handler};
+use super::Shared;
+use crate::flood::DELIVERY_CAP;
+use crate::protocol::{self, now_nanos, AtRecord, ClientCommand, Escaped};
+use crate::store::Offered;
+
+impl Handler<'_> {
+    /// Handles one line from a client and returns the reply, if any, or
+    /// why the connection must close instead.
+    pub(super) fn client_line(&self, raw: &[u8]) -> Result<Option<String>, Ended> {
+        let shared = self.shared;
+        let peer = self.peer.as_str();
+        let received = now_nanos();
+        let (text, command) = match decode(raw) {
+            Ok(text) => (Cow::Borrowed(text), protocol::parse_client_line(text)),
+            Err(lossy) => (Cow::Owned(lossy), ClientCommand::Invalid),
+        };
+        shared
+            .log
+            .info(format_args!("{peer} <- {}", Escaped(&text)));
+        match command {
+            ClientCommand::Blank => Ok(None),
+            ClientCommand::Invalid => Ok(Some(protocol::invalid_reply(&text))),
+            ClientCommand::IAmAt(update) if shared.too_far_ahead(update.time, received) => {
+                shared.log.warn(format_args!(
+                    "{peer}: client time more than {} s ahead (--max-future); invalid",
+                    shared.limits.max_future.as_secs()
+                ));
+                Ok(Some(protocol::invalid_reply(&text)))
+            }
+            ClientCommand::IAmAt(update) => {
+                let record = AtRecord::new(&shared.name, received, update);
+                let reply = format!("{}\n", record.line);
+                // The reply is a promise: before it goes out, the update is
+                // in the journal and in the sockets of the links that are
+                // up (PROTOCOL.md §5). The links are told first, so their
+                // writes overlap the journal's.
+                let journaled = match shared.store.offer_within(record, shared.limits.max_clients) {
+                    Offered::New(stored) => {
+                        // One cap for waiting on room and on the writes.
+                        let began = Instant::now();
+                        let delivery = shared.flood.broadcast(&stored);
+                        let journaled = shared.journal(&stored);
+                        delivery.wait(DELIVERY_CAP.saturating_sub(began.elapsed()));
+                        journaled
+                    }
+                    // The newer record stored may not be journaled yet (its
+                    // thread is between the store and the journal, or it
+                    // waits in a neighbour's burst): journal it here too, so
+                    // that this reply, like every AT reply, goes out only
+                    // once its client's newest record is in the journal. A
+                    // second copy is harmless: replay keeps the newest.
+                    Offered::NotNewer(stored) => shared.journal(&stored),
+                    Offered::Full => {
+                        shared.store_full(peer);
+                        return Ok(Some(protocol::invalid_reply(&text)));
+                    }
+                };
+                if journaled.is_err() {
+                    // No journal, no promise: hang up without an AT line
+                    // (see `Shared::journal`).
+                    return Err(Ended::JournalFailed);
+                }
+                Ok(Some(reply))
+            }
+            ClientCommand::WhatsAt(query) => {
+                // The record is cloned out of the store; the Places call
+                // below runs with no lock held.
+                let Some(record) = shared.store.get(&query.client) else {
+                    return Ok(Some(protocol::invalid_reply(&text)));
+                };
+                let json = shared.places.nearby(
+                    &record.update.location,
+                    query.radius_m,
+                    query.bound,
+                    &shared.log,
+                );
+                Ok(Some(protocol::whatsat_reply(&record.line, &json)))
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Appends a record to the journal, if there is one. On failure the
+    /// IAMAT that made or met the record gets no AT reply: an AT reply
+    /// promises the update survives a crash, which this server cannot
+    /// promise now. Its connection is closed instead, as if the server had
+    /// gone, so the client knows to try again; `? <line>` would tell it
+    /// the line was wrong, which it was not.
+    fn journal(&self, record: &AtRecord) -> io::Result<()> {
+        match &self.journal {
+            Some(journal) => journal.append(&record.line),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! What a server is told: its name, its herd, how to reach Places, and
+//! the limits that keep one client from hurting the others.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::auth::HerdSecret;
+use crate::herd::Herd;
+use crate::logging::ServerLog;
+use crate::places::PlacesConfig;
+
+/// The line limit of PROTOCOL.md §2.
+pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+
+/// How many client connections may be open at once by default. Each costs
+/// a thread and a file descriptor; the process's descriptor limit
+/// (`ulimit -n`) must be above this for it to be reached.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+
+/// How far in the future a client time may be, by default: one day. One
+/// IAMAT with a time far ahead would otherwise pin that client's location
+/// for ever, since no later update could be newer.
+pub const DEFAULT_MAX_FUTURE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How many clients the store holds at most, by default. A record costs
+/// about half a kilobyte, so this is about 500 MiB: far more clients than
+/// a class or a lab makes, and a bound on what a stranger inventing
+/// client ids can make a server spend.
+pub const DEFAULT_MAX_CLIENTS: usize = 1_000_000;
+
+/// How much lower client connection threads run than the threads that
+/// carry the flood, by default; see `yield_to_the_flood`.
+pub const DEFAULT_CLIENT_NICE: i32 = 10;
+
+/// The limits that keep one client from hurting the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest line accepted, in bytes without the `\n`; a longer line
+    /// closes its connection.
+    pub max_line: usize,
+    /// Most client connections open at once; past it a new connection is
+    /// closed at once, and the ones already open carry on.
+    pub max_connections: usize,
+    /// Most peer-port connections open at once, likewise; `None` means
+    /// [`default_max_peers`] of the server's neighbours. Anyone who can
+    /// reach the peer port can open connections there, and each costs a
+    /// thread.
+    pub max_peer_connections: Option<usize>,
+    /// A client connection silent for this long is closed. `None` (the
+    /// default) never closes one, so a person typing into `nc` is not cut
+    /// off.
+    pub idle_timeout: Option<Duration>,
+    /// Client times further ahead of this server's clock are invalid.
+    pub max_future: Duration,
+    /// Most clients the store holds; past it an update for a new client
+    /// is refused (known clients keep updating).
+    pub max_clients: usize,
+    /// How many nice values client connection threads run below the rest
+    /// of the server (0 to 19; 0 keeps them level); see
+    /// `yield_to_the_flood`.
+    pub client_nice: i32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_line: DEFAULT_MAX_LINE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_peer_connections: None,
+            idle_timeout: None,
+            max_future: DEFAULT_MAX_FUTURE,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            client_nice: DEFAULT_CLIENT_NICE,
+        }
+    }
+}
+
+/// Everything a server needs besides its listeners.
+pub struct ServerConfig {
+    /// This server's name in the herd.
+    pub name: String,
+    /// The herd it belongs to.
+    pub herd: Herd,
+    /// How to reach Places.
+    pub places: PlacesConfig,
+    /// Limits on what clients may do.
+    pub limits: Limits,
+    /// Where new records are journaled before replies (`None`: nowhere,
+    /// so a server with no neighbour up can lose acknowledged updates if
+    /// it is killed).
+    pub journal: Option<PathBuf>,
+    /// With a herd secret, AT lines are accepted on the peer port only
+    /// from links that prove they know it, and our links prove it.
+    pub secret: Option<HerdSecret>,
+    /// Where its log goes.
+    pub log: ServerLog,
+}
+
+/// The peer-port limit when `--max-peer-connections` is not given: four
+/// per neighbour (a link that reconnects may briefly hold a second one,
+/// and a neighbour's old connection lingers until found dead), and at
+/// least eight.
+pub fn default_max_peers(neighbours: usize) -> usize {
+    (4 * neighbours).max(8)
+}

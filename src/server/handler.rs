@@ -1,0 +1,210 @@
+//! A connection's life, in its own thread: a [`Handler`] holds what the
+//! thread needs (the socket, its line reader, the server's shared state)
+//! and answers lines until the connection ends. What each line does is
+//! in `client` and `peer`.
+
+use std::io::{self, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use super::connection::{Ended, LineError, Lines};
+use super::listen::Port;
+use super::Shared;
+use crate::flood;
+use crate::protocol::{AtRecord, Escaped};
+
+/// How long a reply may wait for a client to make room for it.
+const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One connection being served.
+pub(super) struct Handler<'a> {
+    pub(super) shared: &'a Shared,
+    pub(super) stream: &'a TcpStream,
+    pub(super) lines: Lines<&'a TcpStream>,
+    /// The other end's address, for log lines.
+    pub(super) peer: String,
+    port: Port,
+    /// AT lines learnt from a neighbour, stored but not yet journaled or
+    /// passed on; see `Handler::pass_on`.
+    pub(super) learnt: Vec<Arc<AtRecord>>,
+}
+
+/// Runs one connection to its end, keeping its socket in the table of
+/// open connections meanwhile.
+pub(super) fn serve(shared: &Shared, stream: TcpStream, port: Port) {
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    let stream = Arc::new(stream);
+    let id = shared.open.add(Arc::clone(&stream));
+    let kind = port.kind();
+    // Checked after registering, so a shutdown that began meanwhile
+    // either finds this socket in the table or is seen here.
+    let how = if shared.stopping.load(Ordering::SeqCst) {
+        Ended::Stopping
+    } else {
+        shared
+            .log
+            .info(format_args!("{peer} {kind} connection opened"));
+        let _ = stream.set_nodelay(true);
+        if port == Port::Peer {
+            flood::detect_dead_peer(&stream);
+        }
+        if port == Port::Client {
+            if shared.flood.any_open() {
+                yield_to_the_flood(shared.limits.client_nice);
+            }
+            let _ = stream.set_read_timeout(shared.limits.idle_timeout);
+            // A client that never reads would otherwise hold its thread in
+            // a blocked write for ever once its socket buffer is full.
+            let _ = stream.set_write_timeout(Some(CLIENT_WRITE_TIMEOUT));
+        }
+        let mut handler = Handler {
+            shared,
+            stream: &stream,
+            lines: Lines::new(&stream, shared.limits.max_line),
+            peer: peer.clone(),
+            port,
+            learnt: Vec::new(),
+        };
+        let how = handler.run();
+        // Everything owed has been written: let a half-closed client read
+        // to end-of-file.
+        let _ = stream.shutdown(Shutdown::Write);
+        how
+    };
+    shared.open.remove(id);
+    shared.admission(port).release();
+    shared
+        .log
+        .info(format_args!("{peer} {kind} connection closed ({how})"));
+}
+
+/// Lowers the scheduling priority of the calling thread, a client
+/// connection, by `steps` nice values, so that on a busy machine the
+/// threads that pass updates on (links and neighbours' connections, which
+/// keep the default) run first. A server answers a client only once its
+/// links have room for the update, but a relaying server cannot make its
+/// neighbours wait (see `flood`), and with two cores shared by dozens of
+/// client threads a relay thread could wait a whole round of them before
+/// it ran: under sustained load the far servers then lagged by hundreds
+/// of milliseconds. At nice 10 a client thread gets about a tenth of the
+/// CPU share of a relay thread when both want to run, and exactly as much
+/// as before when nothing else does. `proxy-herd-bench sustain` measured
+/// the difference (README, Performance).
+///
+/// Only connections that start while some link is up do this: with no
+/// flood to protect, a lower priority would only let other programs on
+/// the machine (a load generator, say) delay the replies.
+///
+/// Linux keeps nice values per thread, and an unprivileged thread may
+/// always lower its own priority. Elsewhere, or if the call fails, the
+/// thread simply keeps its priority.
+fn yield_to_the_flood(steps: i32) {
+    if steps > 0 {
+        let me = Some(rustix::thread::gettid());
+        // Relative to the server's own priority, so a server started with
+        // `nice` keeps its clients below its flood too.
+        let own = rustix::process::getpriority_process(me).unwrap_or(0);
+        let _ = rustix::process::setpriority_process(me, (own + steps).min(19));
+    }
+}
+
+impl Handler<'_> {
+    /// Reads and answers lines until end-of-file or an error; says which.
+    fn run(&mut self) -> Ended {
+        if self.port == Port::Peer && self.shared.secret.is_some() {
+            if let Err(why) = self.prove_neighbour() {
+                return why;
+            }
+        }
+        let how = self.serve_lines();
+        self.pass_on();
+        how
+    }
+
+    /// The loop of [`Handler::run`].
+    fn serve_lines(&mut self) -> Ended {
+        loop {
+            let raw = match self.next_line() {
+                Ok(Some(raw)) => raw,
+                Ok(None) => return Ended::EndOfInput,
+                Err(how) => return how,
+            };
+            let reply = match self.port {
+                Port::Client => match self.client_line(&raw) {
+                    Ok(reply) => reply,
+                    Err(how) => return how,
+                },
+                Port::Peer => self.peer_line(&raw),
+            };
+            if self.port == Port::Peer && !self.lines.ready() {
+                // The burst is over and the next read may block: pass on
+                // what it taught us before waiting. Then let the threads
+                // that are ready to run go first: under load the
+                // neighbour's link is among them, and the next read takes
+                // a bigger burst (one wake-up for many lines). Idle, this
+                // returns at once. Client connections do neither: they
+                // learn nothing to pass on, and their clients wait.
+                self.pass_on();
+                thread::yield_now();
+            }
+            if let Some(reply) = reply {
+                if let Err(e) = self.reply(&reply) {
+                    return Ended::Write(e);
+                }
+            }
+        }
+    }
+
+    /// The next line, `None` at end-of-file; a line too long or a silent
+    /// client ends the connection, and says so in the log.
+    pub(super) fn next_line(&mut self) -> Result<Option<Vec<u8>>, Ended> {
+        match self.lines.next_line() {
+            Ok(line) => Ok(line),
+            Err(LineError::TooLong) => {
+                self.shared.log.warn(format_args!(
+                    "{} sent a line longer than {} bytes; closing the connection",
+                    self.peer, self.shared.limits.max_line
+                ));
+                Err(Ended::LineTooLong)
+            }
+            Err(LineError::Io(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                let idle = self.shared.limits.idle_timeout.unwrap_or_default();
+                self.shared.log.warn(format_args!(
+                    "{} sent nothing for {} s (--idle-timeout); closing the connection",
+                    self.peer,
+                    idle.as_secs_f64()
+                ));
+                Err(Ended::IdleTimeout)
+            }
+            Err(LineError::Io(e)) => Err(Ended::Read(e)),
+        }
+    }
+
+    /// Writes a reply in one write, and logs it.
+    fn reply(&mut self, reply: &str) -> io::Result<()> {
+        let mut writer = self.stream;
+        writer.write_all(reply.as_bytes())?;
+        self.shared.log.info(format_args!(
+            "{} -> {}",
+            self.peer,
+            Escaped(reply.trim_end_matches('\n'))
+        ));
+        Ok(())
+    }
+}
+
+/// Decodes a received line. Not valid UTF-8 gives `Err` with the lossy
+/// text, which PROTOCOL.md §2 makes an invalid line.
+pub(super) fn decode(raw: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(raw).map_err(|_| String::from_utf8_lossy(raw).into_owned())
+}

@@ -1,0 +1,236 @@
+//! The two listeners: binding them, and the thread that accepts on each
+//! and starts a thread per connection, within the connection limits.
+
+use std::io;
+use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::handler;
+use super::Shared;
+use crate::flood;
+use crate::herd::ServerSpec;
+use crate::logging::{Episode, ServerLog};
+
+/// Stack size of connection threads. Their deepest work is a Places
+/// request (TLS included) and a JSON re-layout; 512 KiB leaves ample room,
+/// and pages of it that are never touched cost no memory.
+const CONNECTION_STACK: usize = 512 * 1024;
+
+/// A server's two bound listeners.
+pub struct Listeners {
+    /// Where clients connect.
+    pub client: TcpListener,
+    /// Where neighbours' links connect.
+    pub peer: TcpListener,
+}
+
+impl Listeners {
+    /// Binds both ports of a server of the herd. Fails (port in use, bad
+    /// host) before anything else has started.
+    pub fn bind(spec: &ServerSpec) -> io::Result<Listeners> {
+        let bind = |host: &str, port: u16, what: &str| {
+            bind_listener((host, port)).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {what} {host}:{port}: {e}"),
+                )
+            })
+        };
+        let client = bind(&spec.host, spec.port, "client port")?;
+        let peer = bind(&spec.peer_host, spec.peer_port, "peer port")?;
+        // Accepted links inherit it; see `flood::LINK_BUFFER`.
+        let _ = socket2::SockRef::from(&peer).set_recv_buffer_size(flood::LINK_BUFFER);
+        Ok(Listeners { client, peer })
+    }
+}
+
+/// How many connections the kernel may queue for `accept()`. Rust's std
+/// asks for 128, which a burst of connections overflows: each dropped
+/// SYN then costs its client a one-second retransmit. The kernel caps
+/// this at `net.core.somaxconn` (4096 on current Linux).
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Binds a listener like `TcpListener::bind`, but with a deep backlog
+/// ([`LISTEN_BACKLOG`]) and `TCP_NODELAY` set, which Linux passes on to
+/// every accepted socket (replies are whole lines, so Nagle's delay only
+/// costs latency). socket2 is used because std offers neither.
+pub fn bind_listener(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to bind");
+    for addr in addr.to_socket_addrs()? {
+        let attempt = || -> io::Result<TcpListener> {
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+            socket.set_reuse_address(true)?;
+            socket.set_nodelay(true)?;
+            socket.bind(&addr.into())?;
+            socket.listen(LISTEN_BACKLOG)?;
+            Ok(socket.into())
+        };
+        match attempt() {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Which listener a connection came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Port {
+    Client,
+    Peer,
+}
+
+impl Port {
+    /// "client" or "peer", for log lines.
+    pub(super) fn kind(self) -> &'static str {
+        match self {
+            Port::Client => "client",
+            Port::Peer => "peer",
+        }
+    }
+}
+
+/// The first pause after a failed `accept`; it doubles up to
+/// [`ACCEPT_PAUSE_MAX`], as Go's HTTP server does.
+const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(5);
+/// The longest pause between failed `accept`s.
+const ACCEPT_PAUSE_MAX: Duration = Duration::from_secs(1);
+
+pub(super) fn accept_loop(shared: &Arc<Shared>, listener: TcpListener, port: Port) {
+    let kind = port.kind();
+    let failures = Episode::new(Duration::from_secs(1));
+    let mut pause = ACCEPT_PAUSE_MIN;
+    for stream in listener.incoming() {
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like, which lasts until
+                // connections close: wait, longer each time, and say so
+                // at most once a second.
+                if let Some(n) = failures.occurred() {
+                    shared.log.error(format_args!(
+                        "accept on the {kind} port failed {n} time(s) since the last report ({e}); \
+                         retrying after {} ms",
+                        pause.as_millis()
+                    ));
+                }
+                shared.pause_unless_stopping(pause);
+                pause = (pause * 2).min(ACCEPT_PAUSE_MAX);
+                continue;
+            }
+        };
+        pause = ACCEPT_PAUSE_MIN;
+        if let Some(n) = failures.ended() {
+            shared.log.warn(format_args!(
+                "accepting on the {kind} port again ({n} more failure(s) since the last report)"
+            ));
+        }
+        if !shared.admission(port).admit(&stream, port, &shared.log) {
+            continue;
+        }
+        if port == Port::Peer {
+            shared.flood.poke();
+        }
+        let thread_shared = Arc::clone(shared);
+        let spawned = thread::Builder::new()
+            .stack_size(CONNECTION_STACK)
+            .spawn(move || handler::serve(&thread_shared, stream, port));
+        if let Err(e) = spawned {
+            shared.admission(port).release();
+            shared
+                .log
+                .error(format_args!("cannot start a connection thread: {e}"));
+        }
+    }
+}
+
+/// One port's open connections, counted against its limit
+/// (`--max-connections`, `--max-peer-connections`).
+pub(super) struct Admission {
+    open: AtomicUsize,
+    limit: usize,
+    /// The flag that sets the limit, for the log line.
+    flag: &'static str,
+    /// Refusals, reported once per episode.
+    refused: Episode,
+}
+
+/// How often a refusal at a connection limit is reported while refusals
+/// go on.
+const REFUSALS_REPORTED_EVERY: Duration = Duration::from_secs(10);
+
+impl Admission {
+    pub(super) fn new(limit: usize, flag: &'static str) -> Admission {
+        Admission {
+            open: AtomicUsize::new(0),
+            limit,
+            flag,
+            refused: Episode::new(REFUSALS_REPORTED_EVERY),
+        }
+    }
+
+    /// Counts a new connection in, or closes it at once if the limit of
+    /// open connections is reached. Refusals are logged once per episode.
+    fn admit(&self, stream: &TcpStream, port: Port, log: &ServerLog) -> bool {
+        if self.open.fetch_add(1, Ordering::SeqCst) < self.limit {
+            if let Some(n) = self.refused.ended() {
+                log.info(format_args!(
+                    "{} connections admitted again ({n} more refused since the last report)",
+                    port.kind()
+                ));
+            }
+            return true;
+        }
+        self.open.fetch_sub(1, Ordering::SeqCst);
+        if let Some(n) = self.refused.occurred() {
+            let peer = stream
+                .peer_addr()
+                .map_or_else(|_| "?".to_string(), |a| a.to_string());
+            log.warn(format_args!(
+                "{peer} refused: {} {} connections already open ({}); \
+                 {n} refused since the last report",
+                self.limit,
+                port.kind(),
+                self.flag
+            ));
+        }
+        let _ = stream.shutdown(Shutdown::Both);
+        false
+    }
+
+    /// Counts a connection out when it ends.
+    pub(super) fn release(&self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Shared {
+    /// The admission of a port.
+    pub(super) fn admission(&self, port: Port) -> &Admission {
+        match port {
+            Port::Client => &self.clients,
+            Port::Peer => &self.peers,
+        }
+    }
+
+    /// Sleeps for `pause`, in short steps, returning early once the server
+    /// is stopping, so that a shutdown is never held up by a long pause.
+    pub(super) fn pause_unless_stopping(&self, pause: Duration) {
+        let until = Instant::now() + pause;
+        while !self.stopping.load(Ordering::SeqCst) {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            thread::sleep(left.min(Duration::from_millis(20)));
+        }
+    }
+}

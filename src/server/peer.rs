@@ -1,0 +1,104 @@
+//! What a neighbour's lines do: a valid AT line newer than the stored
+//! record is stored, journaled and passed on, a burst at a time. With a
+//! herd secret, the connection first proves it (see `auth`).
+
+use std::borrow::Cow;
+
+use super::connection::Ended;
+use super::handler::{decode, Handler};
+use crate::auth::{self, HandshakeError};
+use crate::protocol::{self, now_nanos, Escaped, PeerCommand};
+use crate::server::connection::LineError;
+use crate::store::Offered;
+
+impl Handler<'_> {
+    /// Challenges the connection to prove the herd secret before any of
+    /// its lines are used; an unproven one is logged and ended.
+    pub(super) fn prove_neighbour(&mut self) -> Result<(), Ended> {
+        let Some(secret) = self.shared.secret.clone() else {
+            return Ok(());
+        };
+        let shared = self.shared;
+        let stream = self.stream;
+        let lines = &mut self.lines;
+        let proven = auth::challenge(
+            stream,
+            &secret,
+            |name| shared.herd.contains(name),
+            || match lines.next_line() {
+                Ok(Some(raw)) => Ok(raw),
+                Ok(None) => Err(HandshakeError::Closed),
+                Err(LineError::TooLong) => Err(HandshakeError::TooLong),
+                Err(LineError::Io(e)) => Err(HandshakeError::Silent(e)),
+            },
+        );
+        match proven {
+            Ok(name) => {
+                shared
+                    .log
+                    .info(format_args!("link from {name} proved the herd secret"));
+                Ok(())
+            }
+            Err(why) => {
+                shared.log.warn(format_args!(
+                    "{}: unproven link ({why}); closing it, nothing it sent was used",
+                    self.peer
+                ));
+                Err(Ended::Unproven)
+            }
+        }
+    }
+
+    /// Handles one line from a neighbour: a valid AT is stored, and if it
+    /// is new its line joins `learnt`, to be journaled and flooded on with
+    /// the rest of its burst. It gets no reply.
+    pub(super) fn peer_line(&mut self, raw: &[u8]) -> Option<String> {
+        let shared = self.shared;
+        let peer = self.peer.as_str();
+        let (text, command) = match decode(raw) {
+            Ok(text) => (
+                Cow::Borrowed(text),
+                protocol::parse_peer_line(text, |s| shared.herd.contains(s)),
+            ),
+            Err(lossy) => (Cow::Owned(lossy), PeerCommand::Invalid),
+        };
+        shared
+            .log
+            .info(format_args!("{peer} <- {}", Escaped(&text)));
+        match command {
+            PeerCommand::Blank => None,
+            PeerCommand::Invalid => Some(protocol::invalid_reply(&text)),
+            PeerCommand::At(record) if shared.too_far_ahead(record.update.time, now_nanos()) => {
+                Some(protocol::invalid_reply(&text))
+            }
+            PeerCommand::At(record) => {
+                match shared.store.offer_within(record, shared.limits.max_clients) {
+                    Offered::New(stored) => self.learnt.push(stored),
+                    Offered::NotNewer(_) => {}
+                    // Not stored, so not passed on either: see `store_full`.
+                    Offered::Full => shared.store_full(peer),
+                }
+                None
+            }
+        }
+    }
+
+    /// Journals the AT lines learnt from a neighbour's burst in one write
+    /// and queues them for the other neighbours. A link writes whatever
+    /// has piled up in its queue at once, so lines arrive in bursts, and
+    /// a burst costs one journal write instead of one per line. Nobody
+    /// waits for a reply here, so the links are not waited for either.
+    pub(super) fn pass_on(&mut self) {
+        if self.learnt.is_empty() {
+            return;
+        }
+        if let Some(journal) = &self.shared.journal {
+            // A failure is reported by the journal; nobody waits for a
+            // reply here, and the neighbour that sent these holds them.
+            let _ = journal.append_all(self.learnt.iter().map(|record| record.line.as_str()));
+        }
+        for record in self.learnt.drain(..) {
+            self.shared.flood.forward(&record);
+        }
+    }
+}
