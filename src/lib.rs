@@ -36,13 +36,15 @@
 //!   handshake.
 //! - [`herd`]: the herd file, read raw and validated in one place.
 //! - [`logging`]: each server's `<Name>.log`, through fern.
-//! - [`bench`](mod@bench): `proxy-herd-bench`, the load generator and baseline server.
 //! - [`stub`]: `places-stub`, a local Places stand-in serving made-up
 //!   places, for tests and for running without an API key.
 //!
-//! The binaries in `src/bin` are thin: `proxy-herd` parses flags, binds,
-//! calls [`server::start`] and waits for SIGINT/SIGTERM; `places-stub`
-//! runs [`stub::PlacesStub`]; `proxy-herd-bench` runs [`bench::run`].
+//! The binaries in `src/bin` use the library: `proxy-herd` parses flags,
+//! binds, calls [`server::start`] and waits for a signal; `places-stub`
+//! runs [`stub::PlacesStub`]. `proxy-herd-bench`, the load generator and
+//! baseline server, is a program of its own (`src/bin/proxy-herd-bench/`,
+//! its module doc is its map): it uses the library only for the herd
+//! file, the protocol's parsers and `server::bind_listener`.
 //!
 //! # Threads of one server
 //!
@@ -61,7 +63,6 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
-pub mod bench;
 pub mod flood;
 pub mod herd;
 pub mod journal;

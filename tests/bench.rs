@@ -1,41 +1,70 @@
 //! The benchmark tool runs and its figures are sane: a short run of each
-//! mode against herds of the real binaries (spawned by the bench) and the
-//! baseline. No timing thresholds: a benchmark is not a test.
+//! mode of the real `proxy-herd-bench` against herds of the real binaries
+//! (spawned by the bench) and the baseline, read from its `--json`
+//! report. No timing thresholds: a benchmark is not a test.
 
-use std::net::TcpListener;
+mod support;
+
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Command, Output};
 
-use clap::Parser;
-use proxy_herd::bench::{self, baseline::Baseline, Cli, Measurement, Report};
+use serde_json::Value;
+use support::process::Proc;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_proxy-herd-bench");
 
-/// Runs the bench in-process with short settings and the built binaries.
+/// The bench's `--json` report, for the assertions below.
+#[derive(Debug)]
+struct Report {
+    measurements: Vec<Value>,
+    comparisons: Vec<Value>,
+    /// The whole report, as the bench printed it.
+    text: String,
+}
+
+/// Runs the bench with short settings and the built binaries, and reads
+/// its report.
 fn bench(args: &[&str]) -> Report {
+    let out = run_bench(args);
+    assert!(out.status.success(), "proxy-herd-bench {args:?}: {out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let json: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let list = |key: &str| json[key].as_array().cloned().unwrap_or_default();
+    Report {
+        measurements: list("measurements"),
+        comparisons: list("comparisons"),
+        text,
+    }
+}
+
+fn run_bench(args: &[&str]) -> Output {
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_proxy-herd"))
         .parent()
-        .unwrap()
-        .to_str()
         .unwrap();
-    let mut argv = vec!["proxy-herd-bench"];
-    argv.extend_from_slice(args);
-    argv.extend_from_slice(&["--bin-dir", bin_dir, "-q", "-d", "0.3", "--warmup", "0.05"]);
-    let cli = Cli::try_parse_from(&argv).unwrap();
-    bench::run(&cli).unwrap_or_else(|e| panic!("{argv:?}: {e}"))
+    Command::new(BENCH)
+        .args(args)
+        .arg("--bin-dir")
+        .arg(bin_dir)
+        .args(["-q", "-d", "0.3", "--warmup", "0.05", "--json"])
+        .output()
+        .unwrap()
 }
 
 /// Requests were answered, none failed, and the percentiles are ordered.
-fn assert_sane(m: &Measurement) {
-    assert!(m.requests > 0, "no requests: {m:?}");
-    assert_eq!(m.errors, 0, "errors: {m:?}");
-    assert!(m.per_sec > 0.0, "{m:?}");
-    if let Some(l) = &m.latency {
-        assert!(l.p50_us > 0.0, "{m:?}");
+fn assert_sane(m: &Value) {
+    assert!(m["requests"].as_u64().unwrap() > 0, "no requests: {m}");
+    assert_eq!(m["errors"], 0, "errors: {m}");
+    assert!(m["per_sec"].as_f64().unwrap() > 0.0, "{m}");
+    let l = &m["latency"];
+    if !l.is_null() {
+        let p = |k: &str| l[k].as_f64().unwrap();
+        assert!(p("p50_us") > 0.0, "{m}");
         assert!(
-            l.p50_us <= l.p99_us && l.p99_us <= l.p999_us && l.p999_us <= l.max_us,
-            "{m:?}"
+            p("p50_us") <= p("p99_us")
+                && p("p99_us") <= p("p999_us")
+                && p("p999_us") <= p("max_us"),
+            "{m}"
         );
     }
 }
@@ -44,7 +73,7 @@ fn targets(report: &Report) -> Vec<&str> {
     report
         .measurements
         .iter()
-        .map(|m| m.target.as_str())
+        .map(|m| m["target"].as_str().unwrap())
         .collect()
 }
 
@@ -66,11 +95,10 @@ fn iamat_against_the_baseline() {
     );
     assert_eq!(report.comparisons.len(), 2);
     for c in &report.comparisons {
-        assert!(c.figures["throughput"].as_f64().unwrap() > 0.0, "{c:?}");
-        assert!(c.figures["p99"].as_f64().unwrap() > 0.0, "{c:?}");
+        assert!(c["figures"]["throughput"].as_f64().unwrap() > 0.0, "{c}");
+        assert!(c["figures"]["p99"].as_f64().unwrap() > 0.0, "{c}");
     }
-    assert!(report.table().contains("throughput"));
-    assert!(report.clean());
+    assert!(report.text.contains("throughput"));
 }
 
 /// On the five-server herd, every update sent to one server is verified
@@ -80,9 +108,9 @@ fn iamat_five_servers_floods_everything() {
     let report = bench(&["iamat", "--servers", "5", "-c", "2"]);
     let m = &report.measurements[0];
     assert_sane(m);
-    assert_eq!(m.target, "herd Juzang (5 srv)");
-    assert_eq!(m.extra["verified"], true, "{m:?}");
-    assert_eq!(m.extra["flooded"], "5/5 servers x 2 clients");
+    assert_eq!(m["target"], "herd Juzang (5 srv)");
+    assert_eq!(m["extra"]["verified"], true, "{m}");
+    assert_eq!(m["extra"]["flooded"], "5/5 servers x 2 clients");
 }
 
 /// `oneshot` (a connection per IAMAT, half-close, read to end-of-file)
@@ -92,7 +120,7 @@ fn oneshot_against_the_baseline() {
     let report = bench(&["oneshot", "-c", "2", "--vs-baseline"]);
     assert_eq!(report.measurements.len(), 2);
     report.measurements.iter().for_each(assert_sane);
-    assert_eq!(report.comparisons[0].mode, "oneshot");
+    assert_eq!(report.comparisons[0]["mode"], "oneshot");
 }
 
 /// `whatsat` measures WHATSAT through a herd pointed at places-stub and
@@ -103,12 +131,12 @@ fn whatsat_through_the_herd_and_direct() {
     let report = bench(&["whatsat", "-c", "2"]);
     assert_eq!(targets(&report), ["herd Riley (1 srv)", "stub direct"]);
     report.measurements.iter().for_each(assert_sane);
-    assert!(report.measurements[0].extra["stub_conns_opened"]
+    assert!(report.measurements[0]["extra"]["stub_conns_opened"]
         .as_u64()
         .is_some());
     let c = &report.comparisons[0];
-    assert_eq!(c.against, "stub direct");
-    assert!(c.figures["p50_overhead_us"].as_f64().is_some(), "{c:?}");
+    assert_eq!(c["against"], "stub direct");
+    assert!(c["figures"]["p50_overhead_us"].as_f64().is_some(), "{c}");
 }
 
 /// `flood`: the bench joins the five-server herd as a member linked to
@@ -120,11 +148,11 @@ fn flood_every_update_arrives() {
     assert_eq!(report.measurements.len(), 2);
     for m in &report.measurements {
         assert_sane(m);
-        assert_eq!(m.extra["lost"], 0, "{m:?}");
-        assert_eq!(m.extra["sent"], 30, "{m:?}");
-        assert_eq!(m.extra["hops"], 3, "{m:?}");
+        assert_eq!(m["extra"]["lost"], 0, "{m}");
+        assert_eq!(m["extra"]["sent"], 30, "{m}");
+        assert_eq!(m["extra"]["hops"], 3, "{m}");
     }
-    assert!(report.comparisons[0].figures["p99"].as_f64().unwrap() > 0.0);
+    assert!(report.comparisons[0]["figures"]["p99"].as_f64().unwrap() > 0.0);
 }
 
 /// `sustain`: for each population the bench loads Riley on a fresh
@@ -135,34 +163,34 @@ fn flood_every_update_arrives() {
 #[test]
 fn sustain_counts_what_crosses_the_herd() {
     let report = bench(&["sustain", "-c", "4", "--clients", "0,6", "--vs-baseline"]);
-    let sustained: Vec<&Measurement> = report
+    let sustained: Vec<&Value> = report
         .measurements
         .iter()
-        .filter(|m| m.mode == "sustain")
+        .filter(|m| m["mode"] == "sustain")
         .collect();
     assert_eq!(sustained.len(), 2, "{report:?}");
     for m in &sustained {
         assert_sane(m);
-        assert_eq!(m.extra["lost"], 0, "{m:?}");
-        let acked = m.extra["acked_per_s"].as_f64().unwrap();
-        assert!(acked > 0.0, "{m:?}");
-        assert!(m.extra["drain_s"].as_f64().unwrap() >= 0.0, "{m:?}");
-        assert!(m.extra["peak_rss_mib"].as_u64().unwrap() > 0, "{m:?}");
+        assert_eq!(m["extra"]["lost"], 0, "{m}");
+        let acked = m["extra"]["acked_per_s"].as_f64().unwrap();
+        assert!(acked > 0.0, "{m}");
+        assert!(m["extra"]["drain_s"].as_f64().unwrap() >= 0.0, "{m}");
+        assert!(m["extra"]["peak_rss_mib"].as_u64().unwrap() > 0, "{m}");
         assert_eq!(
-            m.extra["peak_rss_each_mib"]
+            m["extra"]["peak_rss_each_mib"]
                 .as_str()
                 .unwrap()
                 .split(',')
                 .count(),
             5,
-            "{m:?}"
+            "{m}"
         );
     }
     // New clients: nothing to supersede, so every update arrived.
-    assert_eq!(sustained[0].extra["superseded"], 0);
+    assert_eq!(sustained[0]["extra"]["superseded"], 0);
     assert_eq!(report.comparisons.len(), 2);
     assert!(
-        report.comparisons[0].figures["propagated"]
+        report.comparisons[0]["figures"]["propagated"]
             .as_f64()
             .unwrap()
             > 0.0
@@ -176,7 +204,7 @@ fn iamat_with_neighbours_down() {
     let report = bench(&["iamat", "--servers", "5", "--alone", "-c", "2"]);
     assert_eq!(report.measurements.len(), 1);
     assert_sane(&report.measurements[0]);
-    assert_eq!(report.measurements[0].target, "herd Juzang (1 of 5 up)");
+    assert_eq!(report.measurements[0]["target"], "herd Juzang (1 of 5 up)");
 }
 
 /// `conns` opens and holds connections, answers one IAMAT on each, and
@@ -187,11 +215,11 @@ fn conns_held_and_answered() {
     assert_eq!(report.measurements.len(), 2);
     for m in &report.measurements {
         assert_sane(m);
-        assert_eq!(m.requests, 40);
-        assert!(m.extra["kib_per_conn"].as_f64().is_some(), "{m:?}");
-        assert!(m.extra["threads"].as_u64().unwrap() >= 40, "{m:?}");
+        assert_eq!(m["requests"], 40);
+        assert!(m["extra"]["kib_per_conn"].as_f64().is_some(), "{m}");
+        assert!(m["extra"]["threads"].as_u64().unwrap() >= 40, "{m}");
     }
-    assert!(report.comparisons[0].figures.contains_key("kib_per_conn"));
+    assert!(report.comparisons[0]["figures"]["kib_per_conn"].is_number());
 }
 
 /// `baseline` alone measures the baseline with the iamat load.
@@ -202,22 +230,28 @@ fn baseline_alone() {
     assert_sane(&report.measurements[0]);
 }
 
-/// `--addr` loads a server the bench did not start (here an in-process
-/// baseline), and a non-loopback address is refused.
+/// `--addr` loads a server the bench did not start (here a baseline
+/// another bench process serves with `--serve-for`), and a non-loopback
+/// address is refused.
 #[test]
 fn external_address() {
-    let server = Baseline::start(
-        TcpListener::bind("127.0.0.1:0").unwrap(),
-        None,
-        Duration::from_secs(1),
-    )
-    .unwrap();
-    let addr = server.addr().to_string();
+    let addr = SocketAddr::from(([127, 0, 0, 1], support::free_port())).to_string();
+    let _serving = Proc(
+        Command::new(BENCH)
+            .args(["baseline", "--serve-for", "60", "--listen", &addr])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    support::wait_until("the baseline to listen", || {
+        std::net::TcpStream::connect(&addr).is_ok()
+    });
     let report = bench(&["iamat", "--addr", &addr, "-c", "2"]);
     assert_eq!(targets(&report), [addr.as_str()]);
     assert_sane(&report.measurements[0]);
-    let cli = Cli::try_parse_from(["b", "iamat", "--addr", "10.1.2.3:80"]).unwrap();
-    assert!(bench::run(&cli).unwrap_err().contains("loopback"));
+    let refused = run_bench(&["iamat", "--addr", "10.1.2.3:80"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("loopback"));
 }
 
 /// The binary: `--help` explains every mode, and `--json` prints a report

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses a different part of this
 
 pub mod own_harness;
+pub mod ports;
 pub mod process;
 
 use std::collections::BTreeMap;
@@ -41,11 +42,10 @@ pub struct TestHerd {
 }
 
 /// A loopback port nothing uses yet, that no other socket of this process
-/// will be given before a server binds it (see
-/// [`proxy_herd::bench::spawn::free_port`] for why a port from `bind(0)`
-/// is not safe).
+/// will be given before a server binds it (see [`ports::free_port`] for
+/// why a port from `bind(0)` is not safe).
 pub fn free_port() -> u16 {
-    proxy_herd::bench::spawn::free_port().unwrap()
+    ports::free_port().unwrap()
 }
 
 /// A herd file's servers on free loopback ports, every one different.

@@ -162,13 +162,6 @@ pub fn check_whatsat(reply: &str, at_line: &str) -> Result<(), String> {
     }
 }
 
-/// The client id of an AT line (`AT server delta CLIENT location time`).
-pub fn at_client(line: &str) -> Option<&str> {
-    let mut f = line.split_ascii_whitespace();
-    (f.next() == Some("AT")).then_some(())?;
-    f.nth(2)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,7 +172,7 @@ mod tests {
         let mut c = ClientClock::default();
         let a = c.tick();
         let b = c.tick();
-        assert!(crate::protocol::parse_time(&a) < crate::protocol::parse_time(&b));
+        assert!(proxy_herd::protocol::parse_time(&a) < proxy_herd::protocol::parse_time(&b));
         assert_eq!(a.split('.').nth(1).unwrap().len(), 9);
     }
 
@@ -199,7 +192,5 @@ mod tests {
             at
         )
         .is_err());
-        assert_eq!(at_client(at), Some("k"));
-        assert_eq!(at_client("? x y z"), None);
     }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
-use crate::herd::Herd;
-use crate::protocol;
+use proxy_herd::herd::Herd;
+use proxy_herd::protocol;
 
 use super::load::{self, Plan, Work};
 use super::member;

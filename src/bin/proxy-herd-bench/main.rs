@@ -1,8 +1,11 @@
 //! `proxy-herd-bench`: a load generator that speaks PROTOCOL.md to any
 //! herd on this machine, and a bare baseline server to hold it against.
+//! It is a program of its own, not part of the server library: it uses
+//! the library only for the herd file, the protocol's parsers and
+//! `server::bind_listener`.
 //!
-//! The binary is thin: it parses [`Cli`], calls [`run`], and prints the
-//! [`Report`] as a table or as JSON. The parts:
+//! `main` parses [`Cli`], calls [`run`], and prints the [`Report`] as a
+//! table or as JSON. The parts:
 //!
 //! - [`client`]: the protocol from a client's side, and reply checks.
 //! - [`load`]: the closed-loop load (C connections, one request each in
@@ -22,21 +25,23 @@
 //!
 //! Every loop is bounded in count and in time, and all traffic stays on
 //! loopback: `--addr` must be a loopback address.
+#![forbid(unsafe_code)]
 
-pub mod baseline;
-pub mod client;
-pub mod conns;
-pub mod flood;
-pub mod load;
-pub mod member;
+mod baseline;
+mod client;
+mod conns;
+mod flood;
+mod load;
+mod member;
 mod modes;
-pub mod spawn;
-pub mod stats;
-pub mod sustain;
+mod spawn;
+mod stats;
+mod sustain;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -598,4 +603,29 @@ pub fn run(cli: &Cli) -> Result<Report, String> {
         Mode::All(args) => modes::all(&ctx, args, &mut report)?,
     }
     Ok(report)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(report) => {
+            if !report.is_empty() {
+                if cli.opts.json {
+                    print!("{}", report.json());
+                } else {
+                    println!();
+                    print!("{}", report.table());
+                }
+            }
+            if report.clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            }
+        }
+        Err(message) => {
+            eprintln!("proxy-herd-bench: {message}");
+            ExitCode::FAILURE
+        }
+    }
 }

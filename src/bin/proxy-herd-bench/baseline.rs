@@ -3,7 +3,7 @@
 //!
 //! It answers each IAMAT line with its AT line and does nothing else: no
 //! store, no log, no flooding, no Places. It parses lines with the herd's
-//! own [`crate::protocol`] code, so the difference between the
+//! own [`proxy_herd::protocol`] code, so the difference between the
 //! two is what the herd does *besides* parsing and replying. Every
 //! connection gets a thread with a 64 KiB stack and a 4 KiB read buffer.
 //!
@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::protocol::{self, AtRecord, ClientCommand};
+use proxy_herd::protocol::{self, AtRecord, ClientCommand};
 
 /// The name in the baseline's AT lines.
 pub const NAME: &str = "Baseline";
@@ -204,7 +204,7 @@ pub fn serve_for(
     forward: Option<SocketAddr>,
     serve_for: Duration,
 ) -> Result<(), String> {
-    let listener = crate::server::bind_listener(listen)
+    let listener = proxy_herd::server::bind_listener(listen)
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let baseline = Baseline::start(listener, forward, Duration::from_secs(10))
         .map_err(|e| format!("cannot start the baseline: {e}"))?;

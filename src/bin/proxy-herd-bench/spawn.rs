@@ -18,12 +18,12 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::herd::Herd;
+use proxy_herd::herd::Herd;
 
 use super::client::{self, ClientClock, Conn};
 
 /// The five servers of PROTOCOL.md §1 and their links.
-pub use crate::herd::{DEFAULT_LINKS as FIVE_LINKS, DEFAULT_NAMES as FIVE};
+pub use proxy_herd::herd::{DEFAULT_LINKS as FIVE_LINKS, DEFAULT_NAMES as FIVE};
 
 /// How long anything started may take to be ready.
 pub const READY_PATIENCE: Duration = Duration::from_secs(15);
@@ -211,8 +211,8 @@ pub struct Member {
 
 /// A spawned herd.
 pub struct SpawnedHerd {
-    /// The processes (dropping this stops the herd).
-    pub procs: Procs,
+    /// The processes, held only to be dropped: that stops the herd.
+    _procs: Procs,
     /// The herd as written to the herd file.
     pub herd: Herd,
     /// The running servers by name.
@@ -318,7 +318,7 @@ pub fn start_herd(bin_dir: &Path, plan: HerdPlan<'_>, keep: bool) -> Result<Spaw
         wait_linked(&running)?;
     }
     Ok(SpawnedHerd {
-        procs,
+        _procs: procs,
         herd,
         servers: running,
         stub_url,
