@@ -140,6 +140,28 @@ fn signals_stop_cleanly_with_log_flushed() {
     }
 }
 
+/// places-stub, which `run_herd.sh` stops with SIGTERM, also exits with
+/// status 0 on SIGTERM and on SIGINT.
+#[test]
+fn places_stub_stops_cleanly_on_signals() {
+    for sig in ["-TERM", "-INT"] {
+        let port = free_port();
+        let mut stub = Proc(
+            Command::new(env!("CARGO_BIN_EXE_places-stub"))
+                .args(["--port", &port.to_string()])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_until("places-stub to listen", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        signal(&stub, sig);
+        let (status, _) = wait_exit(&mut stub);
+        assert_eq!(status.code(), Some(0), "{sig}: {status}");
+    }
+}
+
 /// A server process killed outright (SIGKILL, as `lsof -ti:P | xargs kill
 /// -9` would) and started again catches up with what it missed, and its
 /// neighbour kept serving meanwhile.

@@ -51,10 +51,20 @@ fn run(args: Args) -> Result<(), String> {
     let listener = proxy_herd::server::bind_listener((args.host.as_str(), args.port))
         .map_err(|error| format!("cannot listen on {}:{}: {error}", args.host, args.port))?;
     let (stop_tx, stop_rx) = mpsc::channel();
+    let on_ctrl_c = stop_tx.clone();
     ctrlc::set_handler(move || {
-        let _ = stop_tx.send(());
+        let _ = on_ctrl_c.send(());
     })
     .map_err(|error| format!("cannot handle signals: {error}"))?;
+    // ctrlc catches SIGINT only (see the proxy-herd binary for why);
+    // run_herd.sh stops the stub with SIGTERM.
+    let mut terms = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM])
+        .map_err(|error| format!("cannot handle signals: {error}"))?;
+    std::thread::spawn(move || {
+        if terms.forever().next().is_some() {
+            let _ = stop_tx.send(());
+        }
+    });
     let stub = PlacesStub::start(listener, Behaviour::Normal)
         .map_err(|error| format!("cannot start serving: {error}"))?;
     println!(
