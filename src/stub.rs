@@ -90,7 +90,8 @@ const MAX_REQUEST_BODY: u64 = 64 * 1024;
 /// failure paths.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Behaviour {
-    /// Answer like Google's legacy Nearby Search (404 for other paths).
+    /// Answer like Google: legacy Nearby Search and Nearby Search (New),
+    /// by path (404 for other paths).
     Normal,
     /// Sleep this long, then answer normally.
     Slow(Duration),

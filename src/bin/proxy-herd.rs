@@ -303,9 +303,10 @@ fn run(args: Args) -> Result<(), String> {
     ));
 
     let _ = signal_rx.recv();
-    // Every line already handled is in the log (each record is flushed as
-    // it is written). Exit at once rather than join threads that may be
-    // waiting on a slow Places call: PROTOCOL.md §7 gives us 250 ms.
+    // The log writer holds lines for at most a couple of milliseconds;
+    // `flush` waits until every line logged so far is in the file. Then
+    // exit at once rather than join threads that may be waiting on a slow
+    // Places call: PROTOCOL.md §7 gives us 250 ms.
     log.info(format_args!("{} got a stop signal; exiting", spec.name));
     log.flush();
     std::process::exit(0);

@@ -26,6 +26,7 @@
 pub mod layout;
 pub mod new_api;
 
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -151,7 +152,7 @@ impl Places {
         // anyway, so a server that sends more cannot break the bound.
         let result = answer.and_then(|body| {
             layout::cut_results(&body, bound).map_err(|_| {
-                Failure::unknown("Places answered with something that is not a JSON object")
+                PlacesError::unknown("Places answered with something that is not a JSON object")
             })
         });
         let ms = started.elapsed().as_secs_f64() * 1e3;
@@ -184,15 +185,15 @@ impl Places {
 
     /// The key, or the failure a missing key is: no request is made
     /// without one, so a herd started without a key costs nothing.
-    fn key(&self) -> Result<&str, Failure> {
-        self.key.as_deref().ok_or_else(|| Failure {
-            status: "REQUEST_DENIED",
+    fn key(&self) -> Result<&str, PlacesError> {
+        self.key.as_deref().ok_or_else(|| PlacesError {
+            status: PlacesStatus::RequestDenied,
             message: "no API key is set: put it in GOOGLE_PLACES_API_KEY".into(),
         })
     }
 
     /// Sends the legacy request and returns the body of a 200 answer.
-    fn fetch(&self, location: &Location, radius_m: u32) -> Result<String, Failure> {
+    fn fetch(&self, location: &Location, radius_m: u32) -> Result<String, PlacesError> {
         let key = self.key()?;
         let response = self
             .agent
@@ -201,10 +202,10 @@ impl Places {
             .query("radius", radius_m.to_string())
             .query("key", key)
             .call();
-        let mut response = response.map_err(|e| Failure::unknown(&describe(&e)))?;
+        let mut response = response.map_err(|e| PlacesError::unknown(&describe(&e)))?;
         let status = response.status();
         if status != 200 {
-            return Err(Failure::unknown(&format!(
+            return Err(PlacesError::unknown(&format!(
                 "Places answered HTTP {}",
                 status.as_u16()
             )));
@@ -223,7 +224,7 @@ impl Places {
         location: &Location,
         radius_m: u32,
         bound: usize,
-    ) -> Result<String, Failure> {
+    ) -> Result<String, PlacesError> {
         let key = self.key()?;
         let response = self
             .agent
@@ -232,13 +233,10 @@ impl Places {
             .header("X-Goog-FieldMask", new_api::FIELD_MASK)
             .header("Content-Type", "application/json")
             .send(new_api::request_body(location, radius_m, bound));
-        let mut response = response.map_err(|e| Failure::unknown(&describe(&e)))?;
+        let mut response = response.map_err(|e| PlacesError::unknown(&describe(&e)))?;
         let status = response.status().as_u16();
         let body = read_body(&mut response, self.max_bytes)?;
-        new_api::convert(status, &body).map_err(|error| Failure {
-            status: error.status,
-            message: error.message,
-        })
+        new_api::convert(status, &body)
     }
 }
 
@@ -246,29 +244,73 @@ impl Places {
 fn read_body(
     response: &mut ureq::http::Response<ureq::Body>,
     limit: u64,
-) -> Result<String, Failure> {
+) -> Result<String, PlacesError> {
     response
         .body_mut()
         .with_config()
         .limit(limit)
         .read_to_string()
-        .map_err(|e| Failure::unknown(&describe(&e)))
+        .map_err(|e| PlacesError::unknown(&describe(&e)))
 }
 
-/// A failed Places request, as the reply will report it.
-struct Failure {
-    status: &'static str,
-    message: String,
+/// The status of a failed Places request, in the legacy API's words,
+/// which a WHATSAT reply uses whichever API was asked (PROTOCOL.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlacesStatus {
+    /// No key, or a key Google refused.
+    RequestDenied,
+    /// Google found the request malformed.
+    InvalidRequest,
+    /// Out of quota.
+    OverQueryLimit,
+    /// Anything else: no answer, an HTTP error, an answer too large or
+    /// not JSON.
+    UnknownError,
 }
 
-impl Failure {
-    fn unknown(message: &str) -> Failure {
-        Failure {
-            status: "UNKNOWN_ERROR",
+impl PlacesStatus {
+    /// The status as a reply's JSON spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlacesStatus::RequestDenied => "REQUEST_DENIED",
+            PlacesStatus::InvalidRequest => "INVALID_REQUEST",
+            PlacesStatus::OverQueryLimit => "OVER_QUERY_LIMIT",
+            PlacesStatus::UnknownError => "UNKNOWN_ERROR",
+        }
+    }
+}
+
+impl fmt::Display for PlacesStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed Places request, as the reply reports it: the status and the
+/// `error_message`. Both APIs' failures come to this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacesError {
+    pub status: PlacesStatus,
+    /// Google's message, or what went wrong with the request.
+    pub message: String,
+}
+
+impl PlacesError {
+    fn unknown(message: &str) -> PlacesError {
+        PlacesError {
+            status: PlacesStatus::UnknownError,
             message: message.to_string(),
         }
     }
 }
+
+impl fmt::Display for PlacesError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.status, self.message)
+    }
+}
+
+impl std::error::Error for PlacesError {}
 
 /// Says what went wrong with a request without quoting the request, whose
 /// URL holds the key.
@@ -289,12 +331,12 @@ fn describe(e: &ureq::Error) -> String {
 
 /// The JSON object a failed request becomes: the shape of a Places answer
 /// with no results, in Google's layout and key order.
-pub fn error_json(status: &str, message: &str) -> String {
+pub fn error_json(status: PlacesStatus, message: &str) -> String {
     let value: Value = json!({
         "error_message": message,
         "html_attributions": [],
         "results": [],
-        "status": status,
+        "status": status.as_str(),
     });
     layout::styled(&value)
 }
@@ -307,7 +349,7 @@ mod tests {
     #[test]
     fn error_json_shape() {
         assert_eq!(
-            error_json("UNKNOWN_ERROR", "Places answered HTTP 500"),
+            error_json(PlacesStatus::UnknownError, "Places answered HTTP 500"),
             "{\n   \"error_message\" : \"Places answered HTTP 500\",\n   \"html_attributions\" : [],\n   \"results\" : [],\n   \"status\" : \"UNKNOWN_ERROR\"\n}\n"
         );
     }

@@ -22,12 +22,11 @@
 //! Everything here is pure: no I/O, no logging.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde_json::{Map, Number, Value};
 
-use crate::places::error_json;
 use crate::places::layout::styled;
+use crate::places::{error_json, PlacesError, PlacesStatus};
 use crate::protocol::Location;
 
 /// Google's Nearby Search (New) endpoint, the default in `new` mode.
@@ -51,25 +50,6 @@ places.shortFormattedAddress,\
 places.types,\
 places.userRatingCount,\
 places.viewport";
-
-/// A New answer that is an error, or not an answer at all, in legacy
-/// terms: the `status` and `error_message` of the legacy error object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewApiError {
-    /// `REQUEST_DENIED`, `INVALID_REQUEST`, `OVER_QUERY_LIMIT` or
-    /// `UNKNOWN_ERROR`.
-    pub status: &'static str,
-    /// Google's `error.message`, or what was wrong with the answer.
-    pub message: String,
-}
-
-impl fmt::Display for NewApiError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.status, self.message)
-    }
-}
-
-impl std::error::Error for NewApiError {}
 
 /// The JSON body of the Nearby Search (New) request for `radius_m` metres
 /// around `location`, at most `bound` places.
@@ -125,7 +105,7 @@ pub fn legacy_json(http_status: u16, body: &str) -> String {
 
 /// Like [`legacy_json`], but an error comes back as such, so the caller
 /// can log its status.
-pub fn convert(http_status: u16, body: &str) -> Result<String, NewApiError> {
+pub fn convert(http_status: u16, body: &str) -> Result<String, PlacesError> {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     let answer = match parsed {
         Some(Value::Object(answer)) => answer,
@@ -137,7 +117,7 @@ pub fn convert(http_status: u16, body: &str) -> Result<String, NewApiError> {
         // A proxy or load balancer in between may answer an error in
         // HTML; the HTTP status still says which kind it is.
         _ => {
-            return Err(NewApiError {
+            return Err(PlacesError {
                 status: error_class(http_status, None),
                 message: format!("Places (New) answered HTTP {http_status}"),
             })
@@ -147,7 +127,7 @@ pub fn convert(http_status: u16, body: &str) -> Result<String, NewApiError> {
         return Err(api_error(http_status, error));
     }
     if http_status != 200 {
-        return Err(NewApiError {
+        return Err(PlacesError {
             status: error_class(http_status, None),
             message: format!("Places (New) answered HTTP {http_status}"),
         });
@@ -166,7 +146,7 @@ pub fn convert(http_status: u16, body: &str) -> Result<String, NewApiError> {
                 "Places (New) answered a place that is not an object",
             )),
         })
-        .collect::<Result<Vec<Value>, NewApiError>>()?;
+        .collect::<Result<Vec<Value>, PlacesError>>()?;
     let status = if results.is_empty() {
         "ZERO_RESULTS"
     } else {
@@ -179,20 +159,20 @@ pub fn convert(http_status: u16, body: &str) -> Result<String, NewApiError> {
     ])))
 }
 
-fn unknown(message: &str) -> NewApiError {
-    NewApiError {
-        status: "UNKNOWN_ERROR",
+fn unknown(message: &str) -> PlacesError {
+    PlacesError {
+        status: PlacesStatus::UnknownError,
         message: message.to_string(),
     }
 }
 
 /// `{"code", "message", "status"}` of a New error answer in legacy terms.
-fn api_error(http_status: u16, error: &Value) -> NewApiError {
+fn api_error(http_status: u16, error: &Value) -> PlacesError {
     let message = match error.get("message").and_then(Value::as_str) {
         Some(message) if !message.is_empty() => message.to_string(),
         _ => format!("Places (New) answered HTTP {http_status}"),
     };
-    NewApiError {
+    PlacesError {
         status: error_class(http_status, error.get("status").and_then(Value::as_str)),
         message,
     }
@@ -201,18 +181,18 @@ fn api_error(http_status: u16, error: &Value) -> NewApiError {
 /// The legacy status of a New error. Google's own status name decides
 /// when it is one of the known ones; otherwise the HTTP status does, so
 /// an error without a body is classed as well as one with.
-fn error_class(http_status: u16, google_status: Option<&str>) -> &'static str {
+fn error_class(http_status: u16, google_status: Option<&str>) -> PlacesStatus {
     match google_status {
-        Some("PERMISSION_DENIED" | "UNAUTHENTICATED") => return "REQUEST_DENIED",
-        Some("INVALID_ARGUMENT") => return "INVALID_REQUEST",
-        Some("RESOURCE_EXHAUSTED") => return "OVER_QUERY_LIMIT",
+        Some("PERMISSION_DENIED" | "UNAUTHENTICATED") => return PlacesStatus::RequestDenied,
+        Some("INVALID_ARGUMENT") => return PlacesStatus::InvalidRequest,
+        Some("RESOURCE_EXHAUSTED") => return PlacesStatus::OverQueryLimit,
         _ => {}
     }
     match http_status {
-        401 | 403 => "REQUEST_DENIED",
-        400 => "INVALID_REQUEST",
-        429 => "OVER_QUERY_LIMIT",
-        _ => "UNKNOWN_ERROR",
+        401 | 403 => PlacesStatus::RequestDenied,
+        400 => PlacesStatus::InvalidRequest,
+        429 => PlacesStatus::OverQueryLimit,
+        _ => PlacesStatus::UnknownError,
     }
 }
 
@@ -789,7 +769,7 @@ mod tests {
                 r#"{{"error": {{"code": {code}, "message": "made-up {google} <&>", "status": "{google}"}}}}"#
             );
             let error = convert(code, &body).unwrap_err();
-            assert_eq!(error.status, legacy, "{google}");
+            assert_eq!(error.status.as_str(), legacy, "{google}");
             assert_eq!(error.message, format!("made-up {google} <&>"));
             assert_eq!(
                 legacy_json(code, &body),
@@ -807,16 +787,19 @@ mod tests {
     fn error_class_sources() {
         let status_only = r#"{"error": {"message": "m", "status": "PERMISSION_DENIED"}}"#;
         assert_eq!(
-            convert(200, status_only).unwrap_err().status,
+            convert(200, status_only).unwrap_err().status.as_str(),
             "REQUEST_DENIED"
         );
         let code_only = r#"{"error": {"code": 429, "message": "m"}}"#;
         assert_eq!(
-            convert(429, code_only).unwrap_err().status,
+            convert(429, code_only).unwrap_err().status.as_str(),
             "OVER_QUERY_LIMIT"
         );
         let odd_name = r#"{"error": {"message": "m", "status": "FAILED_PRECONDITION"}}"#;
-        assert_eq!(convert(401, odd_name).unwrap_err().status, "REQUEST_DENIED");
+        assert_eq!(
+            convert(401, odd_name).unwrap_err().status.as_str(),
+            "REQUEST_DENIED"
+        );
         for (code, legacy) in [
             (403, "REQUEST_DENIED"),
             (400, "INVALID_REQUEST"),
@@ -824,13 +807,13 @@ mod tests {
             (502, "UNKNOWN_ERROR"),
         ] {
             let error = convert(code, "<html>Bad Gateway</html>").unwrap_err();
-            assert_eq!(error.status, legacy, "{code}");
+            assert_eq!(error.status.as_str(), legacy, "{code}");
             assert_eq!(error.message, format!("Places (New) answered HTTP {code}"));
         }
         let no_message = convert(403, r#"{"error": {"code": 403}}"#).unwrap_err();
         assert_eq!(no_message.message, "Places (New) answered HTTP 403");
         let not_error = convert(500, r#"{"places": []}"#).unwrap_err();
-        assert_eq!(not_error.status, "UNKNOWN_ERROR");
+        assert_eq!(not_error.status, PlacesStatus::UnknownError);
     }
 
     /// A 200 whose body is not a JSON object, or whose places are not a
@@ -846,7 +829,7 @@ mod tests {
             r#"{"places": [1]}"#,
         ] {
             let error = convert(200, body).unwrap_err();
-            assert_eq!(error.status, "UNKNOWN_ERROR", "{body}");
+            assert_eq!(error.status, PlacesStatus::UnknownError, "{body}");
             assert!(error.message.starts_with("Places (New) answered"), "{body}");
         }
     }
