@@ -55,7 +55,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use serde_json::{Map, Value};
 use tiny_http::{Header, Request, Response, Server};
 
@@ -93,8 +93,10 @@ pub enum Behaviour {
     /// Answer like Google: legacy Nearby Search and Nearby Search (New),
     /// by path (404 for other paths).
     Normal,
-    /// Sleep this long, then answer normally.
-    Slow(Duration),
+    /// Hold each request until the test calls [`PlacesStub::release`],
+    /// then answer normally: a Places answer as slow as the test wants,
+    /// with no timing in the test.
+    Held,
     /// Answer every request with this HTTP status and a short text body.
     HttpStatus(u16),
     /// Answer every request with 200 and a body that is not JSON.
@@ -162,7 +164,37 @@ pub struct PlacesStub {
     requests: Arc<AtomicUsize>,
     last: Arc<Mutex<Option<RecordedRequest>>>,
     stopping: Arc<AtomicBool>,
+    gate: Arc<Gate>,
     accept: Option<JoinHandle<()>>,
+}
+
+/// Where [`Behaviour::Held`] requests wait until the test opens it.
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+    /// Requests waiting here now.
+    waiting: AtomicUsize,
+}
+
+impl Gate {
+    /// Waits until the gate is open.
+    fn pass(&self) {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let mut open = self.open.lock();
+        while !*open {
+            self.opened.wait(&mut open);
+        }
+        drop(open);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Opens the gate for good: every held request is answered, and later
+    /// ones are not held.
+    fn open(&self) {
+        *self.open.lock() = true;
+        self.opened.notify_all();
+    }
 }
 
 impl PlacesStub {
@@ -173,14 +205,19 @@ impl PlacesStub {
         let requests = Arc::new(AtomicUsize::new(0));
         let last = Arc::new(Mutex::new(None));
         let stopping = Arc::new(AtomicBool::new(false));
+        let gate = Arc::new(Gate::default());
         let accept = {
             let server = Arc::clone(&server);
             let requests = Arc::clone(&requests);
-            let last = Arc::clone(&last);
+            let answering = Answering {
+                behaviour,
+                last: Arc::clone(&last),
+                gate: Arc::clone(&gate),
+            };
             let stopping = Arc::clone(&stopping);
             thread::Builder::new()
                 .name("places-stub-accept".into())
-                .spawn(move || accept_loop(&server, behaviour, &requests, &last, &stopping))?
+                .spawn(move || accept_loop(&server, &answering, &requests, &stopping))?
         };
         Ok(PlacesStub {
             server,
@@ -188,6 +225,7 @@ impl PlacesStub {
             requests,
             last,
             stopping,
+            gate,
             accept: Some(accept),
         })
     }
@@ -212,6 +250,16 @@ impl PlacesStub {
         self.requests.load(Ordering::SeqCst)
     }
 
+    /// How many requests [`Behaviour::Held`] holds right now.
+    pub fn held(&self) -> usize {
+        self.gate.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Lets every held request be answered, and stops holding new ones.
+    pub fn release(&self) {
+        self.gate.open();
+    }
+
     /// The last request received, as received. It is recorded before the
     /// answer is sent, so once a client has its answer, this is its
     /// request (unless another came in after).
@@ -227,6 +275,7 @@ impl PlacesStub {
     /// Wakes the accept thread out of `recv` and waits for it. Answers
     /// already being written (a slow one, say) finish on their own threads.
     fn stop(&mut self) {
+        self.gate.open();
         if let Some(accept) = self.accept.take() {
             self.stopping.store(true, Ordering::SeqCst);
             self.server.unblock();
@@ -242,24 +291,31 @@ impl Drop for PlacesStub {
     }
 }
 
+/// How requests are answered, shared by the request threads.
+#[derive(Clone)]
+struct Answering {
+    behaviour: Behaviour,
+    last: Arc<Mutex<Option<RecordedRequest>>>,
+    gate: Arc<Gate>,
+}
+
 /// Hands each request to a thread of its own until told to stop.
 fn accept_loop(
     server: &Server,
-    behaviour: Behaviour,
+    answering: &Answering,
     requests: &AtomicUsize,
-    last: &Arc<Mutex<Option<RecordedRequest>>>,
     stopping: &AtomicBool,
 ) {
     loop {
         match server.recv() {
             Ok(request) => {
                 requests.fetch_add(1, Ordering::SeqCst);
-                let last = Arc::clone(last);
+                let answering = answering.clone();
                 // If no thread can be made the request is dropped, and
                 // tiny_http answers it with an error status.
                 let _ = thread::Builder::new()
                     .name("places-stub-request".into())
-                    .spawn(move || answer(request, behaviour, &last));
+                    .spawn(move || answer(request, &answering));
             }
             Err(_) if stopping.load(Ordering::SeqCst) => return,
             // An accept error (out of file descriptors, say): wait a
@@ -269,14 +325,14 @@ fn accept_loop(
     }
 }
 
-/// Records one request, then answers it according to `behaviour`.
-fn answer(mut request: Request, behaviour: Behaviour, last: &Mutex<Option<RecordedRequest>>) {
+/// Records one request, then answers it according to the behaviour.
+fn answer(mut request: Request, answering: &Answering) {
     let recorded = RecordedRequest::read(&mut request);
-    *last.lock() = Some(recorded.clone());
-    let (status, content_type, body) = match behaviour {
+    *answering.last.lock() = Some(recorded.clone());
+    let (status, content_type, body) = match answering.behaviour {
         Behaviour::Normal => normal_answer(&recorded),
-        Behaviour::Slow(delay) => {
-            thread::sleep(delay);
+        Behaviour::Held => {
+            answering.gate.pass();
             normal_answer(&recorded)
         }
         Behaviour::HttpStatus(code) => (
@@ -1466,15 +1522,13 @@ mod tests {
         stub.shutdown();
     }
 
-    /// Slow answers wait the delay but run side by side: three concurrent
-    /// requests to a 1 s stub all finish well before 3 s, each with the
+    /// Held answers are held side by side, not queued: three concurrent
+    /// requests are all held at once, and once released each gets the
     /// normal answer.
     #[test]
-    fn slow_answers_do_not_queue() {
-        let delay = Duration::from_secs(1);
-        let stub = start(Behaviour::Slow(delay));
+    fn held_answers_do_not_queue() {
+        let stub = start(Behaviour::Held);
         let addr = stub.addr();
-        let started = Instant::now();
         let clients: Vec<_> = (0..3)
             .map(|_| {
                 thread::spawn(move || {
@@ -1485,14 +1539,18 @@ mod tests {
                 })
             })
             .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stub.held() < 3 {
+            assert!(Instant::now() < deadline, "only {} held", stub.held());
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert!(clients.iter().all(|c| !c.is_finished()));
+        stub.release();
         for client in clients {
             let (status, _, body) = client.join().unwrap();
             assert_eq!(status, 200);
             assert_eq!(body, legacy_answer(Some("1,2"), Some("100"), Some("k")));
         }
-        let elapsed = started.elapsed();
-        assert!(elapsed >= delay, "{elapsed:?}");
-        assert!(elapsed < delay * 5 / 2, "answers queued: {elapsed:?}");
         assert_eq!(stub.requests(), 3);
         stub.shutdown();
     }

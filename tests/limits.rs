@@ -196,8 +196,9 @@ fn neighbour_that_never_reads() {
     drop(held);
 }
 
-/// `--places-timeout`: a Places answer slower than the timeout makes the
-/// reply UNKNOWN_ERROR (with the AT line), logged, and the server goes on.
+/// `--places-timeout`: a Places answer slower than the timeout (here one
+/// the stub holds until the end of the test) makes the reply
+/// UNKNOWN_ERROR (with the AT line), logged, and the server goes on.
 #[test]
 fn places_timeout() {
     use proxy_herd::places::PlacesConfig;
@@ -205,7 +206,7 @@ fn places_timeout() {
 
     let slow = PlacesStub::start(
         std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-        Behaviour::Slow(Duration::from_secs(5)),
+        Behaviour::Held,
     )
     .unwrap();
     let places = PlacesConfig {
@@ -236,43 +237,47 @@ fn places_timeout() {
     );
 }
 
-/// Slow clients, many at once, each dribbling its IAMAT a byte at a time,
-/// cost a thread each but delay no one else: a normal client is answered
-/// while every slow one is still sending, and the slow ones are answered
-/// correctly in the end.
+/// Slow clients, many at once, each dribbling its IAMAT a byte at a time
+/// and then stopping one byte short of the line's end until the test lets
+/// it go on, cost a thread each but delay no one else: normal clients are
+/// answered while every slow one is in the middle of its line, and the
+/// slow ones are answered correctly in the end.
 #[test]
 fn slow_clients_delay_no_one() {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Barrier;
 
+    const SLOW: usize = 50;
     let herd = TestHerd::start(&["Riley"], &[], no_places());
     let addr = herd.addr("Riley");
-    let finished = AtomicUsize::new(0);
+    let mid_line = AtomicUsize::new(0);
+    let go_on = Barrier::new(SLOW + 1);
     std::thread::scope(|s| {
-        let slow: Vec<_> = (0..50)
+        let slow: Vec<_> = (0..SLOW)
             .map(|i| {
-                let finished = &finished;
+                let (mid_line, go_on) = (&mid_line, &go_on);
                 s.spawn(move || {
                     let mut stream = connect(addr);
-                    for byte in format!("IAMAT slow{i} +1+1 {i}\n").bytes() {
-                        stream.write_all(&[byte]).unwrap();
-                        std::thread::sleep(Duration::from_millis(100));
+                    let line = format!("IAMAT slow{i} +1+1 {i}\n");
+                    let (most, last) = line.as_bytes().split_at(line.len() - 1);
+                    for byte in most {
+                        stream.write_all(&[*byte]).unwrap();
                     }
-                    let reply = read_until(&mut stream, "\n");
-                    finished.fetch_add(1, Ordering::SeqCst);
-                    reply
+                    mid_line.fetch_add(1, Ordering::SeqCst);
+                    go_on.wait();
+                    stream.write_all(last).unwrap();
+                    read_until(&mut stream, "\n")
                 })
             })
             .collect();
-        // Each slow client needs about two seconds to send its line.
+        wait_until("every slow client to be in the middle of its line", || {
+            mid_line.load(Ordering::SeqCst) == SLOW
+        });
         for i in 0..20 {
             let reply = one_shot(addr, &format!("IAMAT fast{i} +1+1 {i}\n"));
             assert!(reply.ends_with(&format!(" fast{i} +1+1 {i}\n")), "{reply}");
         }
-        assert_eq!(
-            finished.load(Ordering::SeqCst),
-            0,
-            "a slow client finished first"
-        );
+        go_on.wait();
         for (i, handle) in slow.into_iter().enumerate() {
             let reply = handle.join().unwrap();
             assert!(reply.ends_with(&format!(" slow{i} +1+1 {i}\n")), "{reply}");

@@ -129,20 +129,21 @@ fn places_failures_become_json_errors() {
 }
 
 /// A slow Places answer delays only the client who asked: while one
-/// WHATSAT waits on Places, another client of the same server is served.
+/// WHATSAT waits on Places (held by the stub until the test releases it),
+/// another client of the same server is served.
 #[test]
 fn slow_places_delays_no_one_else() {
-    let slow = stub(Behaviour::Slow(Duration::from_secs(3)));
+    let slow = stub(Behaviour::Held);
     let herd = TestHerd::start(&["Riley"], &[], places(&slow));
     one_shot(herd.addr("Riley"), KIWI);
     std::thread::scope(|s| {
         let waiting = s.spawn(|| one_shot(herd.addr("Riley"), "WHATSAT kiwi.cs.ucla.edu 10 5\n"));
-        wait_until("the WHATSAT to reach Places", || slow.requests() == 1);
+        wait_until("the WHATSAT to be held at Places", || slow.held() == 1);
         let reply = one_shot(herd.addr("Riley"), "IAMAT other +1+1 1\n");
         assert!(reply.ends_with(" other +1+1 1\n"));
         assert_eq!(one_shot(herd.addr("Riley"), "BAD\n"), "? BAD\n");
-        // The slow WHATSAT is still waiting on Places after both replies.
-        assert!(!waiting.is_finished(), "the slow WHATSAT finished first");
+        assert!(!waiting.is_finished(), "the held WHATSAT finished first");
+        slow.release();
         let reply = waiting.join().unwrap();
         let (_, json) = split_reply(&reply);
         assert!(json.contains("\"status\" : \"OK\""));
