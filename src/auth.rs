@@ -289,7 +289,11 @@ mod tests {
     /// refused; `Debug` hides the secret.
     #[test]
     fn secret_file() {
-        let path = std::env::temp_dir().join(format!("proxy-herd-secret-{}", std::process::id()));
+        let tmp = tempfile::Builder::new()
+            .prefix("proxy-herd-secret-")
+            .tempdir()
+            .unwrap();
+        let path = tmp.path().join("secret");
         std::fs::write(&path, "abc\n").unwrap();
         let secret = HerdSecret::from_file(&path).unwrap();
         assert!(secret.verify(
@@ -300,6 +304,5 @@ mod tests {
         assert!(!format!("{secret:?}").contains("abc"));
         std::fs::write(&path, "\n").unwrap();
         assert!(HerdSecret::from_file(&path).unwrap_err().contains("empty"));
-        std::fs::remove_file(path).unwrap();
     }
 }

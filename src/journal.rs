@@ -615,20 +615,21 @@ mod tests {
         .unwrap()
     }
 
-    fn dir(tag: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("proxy-herd-journal-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A fresh folder, removed when the test ends.
+    fn dir(tag: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("proxy-herd-journal-{tag}-"))
+            .tempdir()
+            .unwrap()
     }
 
     /// Lines appended are read back into a new store, newest per client,
     /// and the journal is compacted to one line per client.
     #[test]
     fn append_then_replay_and_compact() {
-        let dir = dir("replay");
-        let path = default_path(&dir, "Riley");
+        let tmp = dir("replay");
+        let dir = tmp.path();
+        let path = default_path(dir, "Riley");
         let (journal, replay) = open(&path, &Store::new());
         assert_eq!(replay, Replay::default());
         for line in [
@@ -652,7 +653,6 @@ mod tests {
         assert_eq!(store.get("kiwi").unwrap().line, "AT Riley +0.1 kiwi +2+2 2");
         let text = fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 2, "{text}");
-        fs::remove_dir_all(dir).unwrap();
     }
 
     /// After a failed append, which may have left part of a line, the
@@ -660,8 +660,9 @@ mod tests {
     /// torn one.
     #[test]
     fn an_append_after_a_failure_starts_a_new_line() {
-        let dir = dir("torn-next");
-        let path = default_path(&dir, "Riley");
+        let tmp = dir("torn-next");
+        let dir = tmp.path();
+        let path = default_path(dir, "Riley");
         let (journal, _) = open(&path, &Store::new());
         // What a write cut short by a full disk leaves.
         fs::OpenOptions::new()
@@ -681,7 +682,6 @@ mod tests {
         let (_, replay) = open(&path, &store);
         assert_eq!(replay.skipped, 1);
         assert!(store.get("kiwi").is_some());
-        fs::remove_dir_all(dir).unwrap();
     }
 
     /// A server killed during a compaction leaves `.compact` holding what
@@ -689,8 +689,9 @@ mod tests {
     /// the journal, and removes it once the journal holds its lines.
     #[test]
     fn a_compaction_cut_short_loses_nothing() {
-        let dir = dir("cut-short");
-        let path = default_path(&dir, "Riley");
+        let tmp = dir("cut-short");
+        let dir = tmp.path();
+        let path = default_path(dir, "Riley");
         fs::write(&path, "AT Riley +0.1 kiwi +1+1 1\n").unwrap();
         fs::write(compact_path(&path), "AT Riley +0.1 apple +1+1 2\n").unwrap();
         let store = Store::new();
@@ -699,15 +700,15 @@ mod tests {
         assert!(store.get("apple").is_some() && store.get("kiwi").is_some());
         assert!(!compact_path(&path).exists());
         assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 2);
-        fs::remove_dir_all(dir).unwrap();
     }
 
     /// A torn last line and lines naming servers outside the herd are
     /// skipped and counted, not fatal.
     #[test]
     fn bad_lines_are_skipped() {
-        let dir = dir("torn");
-        let path = default_path(&dir, "Riley");
+        let tmp = dir("torn");
+        let dir = tmp.path();
+        let path = default_path(dir, "Riley");
         fs::write(
             &path,
             "AT Riley +0.1 kiwi +1+1 1\nAT Nobody +0.1 x +1+1 1\nAT Riley +0.1 pe",
@@ -723,7 +724,6 @@ mod tests {
                 clients: 1
             }
         );
-        fs::remove_dir_all(dir).unwrap();
     }
 }
 
@@ -731,12 +731,12 @@ mod tests {
 mod replay_tests {
     use super::*;
 
-    fn dir(tag: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("proxy-herd-replay-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A fresh folder, removed when the test ends.
+    fn dir(tag: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("proxy-herd-replay-{tag}-"))
+            .tempdir()
+            .unwrap()
     }
 
     /// A journal whose middle lost its newlines (a line far past the
@@ -744,8 +744,9 @@ mod replay_tests {
     /// aside whole.
     #[test]
     fn an_overlong_line_goes_aside_whole() {
-        let dir = dir("long");
-        let path = default_path(&dir, "Riley");
+        let tmp = dir("long");
+        let dir = tmp.path();
+        let path = default_path(dir, "Riley");
         let long = "x".repeat(300_000);
         fs::write(
             &path,
@@ -777,7 +778,6 @@ mod replay_tests {
             fs::read_to_string(rejected_path(&path)).unwrap(),
             format!("{long}\n")
         );
-        fs::remove_dir_all(dir).unwrap();
     }
 
     /// A start-up compaction that cannot write its copy (here its
@@ -785,8 +785,9 @@ mod replay_tests {
     /// and the server starts with every record.
     #[test]
     fn a_failed_startup_compaction_keeps_the_journal() {
-        let dir = dir("nocompact");
-        let path = default_path(&dir, "Riley");
+        let tmp = dir("nocompact");
+        let dir = tmp.path();
+        let path = default_path(dir, "Riley");
         let text = "AT Riley +0.1 kiwi +1+1 1\nAT Riley +0.1 kiwi +1+1 2\n";
         fs::write(&path, text).unwrap();
         fs::create_dir(dir.join("Riley.journal.tmp")).unwrap();
@@ -803,7 +804,6 @@ mod replay_tests {
         assert_eq!(fs::read_to_string(&path).unwrap(), text, "not rewritten");
         journal.append("AT Riley +0.1 kiwi +1+1 3").unwrap();
         assert!(fs::read_to_string(&path).unwrap().ends_with("+1+1 3\n"));
-        fs::remove_dir_all(dir).unwrap();
     }
 }
 
@@ -816,11 +816,12 @@ mod group_tests {
     /// reached the file when it returns.
     #[test]
     fn concurrent_appends_are_whole_and_complete() {
-        let dir =
-            std::env::temp_dir().join(format!("proxy-herd-journal-group-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        let path = default_path(&dir, "Riley");
+        let tmp = tempfile::Builder::new()
+            .prefix("proxy-herd-journal-group-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
+        let path = default_path(dir, "Riley");
         let (journal, _) = Journal::open(
             &path,
             &Herd::default_herd(),
@@ -865,6 +866,5 @@ mod group_tests {
         assert!(text
             .lines()
             .all(|l| l.starts_with("AT Riley +0.1 t") && l.split(' ').count() == 6));
-        fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -517,8 +517,12 @@ mod tests {
     /// with a timestamp and level.
     #[test]
     fn lines_reach_the_file() {
-        let dir = std::env::temp_dir().join(format!("proxy-herd-log-{}", std::process::id()));
-        let (log, path) = ServerLog::to_file(&dir, "Riley", LogFiles::default()).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("proxy-herd-log-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
+        let (log, path) = ServerLog::to_file(dir, "Riley", LogFiles::default()).unwrap();
         log.info(format_args!("hello {}", 42));
         log.error(format_args!("bad thing"));
         log.flush();
@@ -528,7 +532,6 @@ mod tests {
         assert!(lines[0].ends_with("INFO  hello 42"), "{}", lines[0]);
         assert!(lines[1].ends_with("ERROR bad thing"), "{}", lines[1]);
         assert!(lines[0].starts_with("20"), "{}", lines[0]);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     /// An episode is reported at its first occurrence, then not again
@@ -563,8 +566,12 @@ mod batch_tests {
     /// only when all of them are in the file.
     #[test]
     fn concurrent_lines_all_written() {
-        let dir = std::env::temp_dir().join(format!("proxy-herd-batch-{}", std::process::id()));
-        let (log, path) = ServerLog::to_file(&dir, "Many", LogFiles::default()).unwrap();
+        let tmp = tempfile::Builder::new()
+            .prefix("proxy-herd-batch-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path();
+        let (log, path) = ServerLog::to_file(dir, "Many", LogFiles::default()).unwrap();
         thread::scope(|s| {
             for t in 0..8 {
                 let log = log.clone();
@@ -581,6 +588,5 @@ mod batch_tests {
         for t in 0..8 {
             assert!(text.contains(&format!("thread {t} line 999\n")));
         }
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use proxy_herd::auth::HerdSecret;
@@ -264,26 +263,24 @@ pub fn no_places() -> PlacesConfig {
     }
 }
 
-/// A fresh empty folder under the system's temp folder, removed when the
-/// test is done with it. A failing test keeps it, and says where, so its
-/// logs can be read.
-pub struct TempDir(PathBuf);
+/// A fresh empty folder under the system's temp folder (made by
+/// `tempfile`), removed when the test is done with it. A failing test
+/// keeps it, and says where, so its logs can be read.
+pub struct TempDir(Option<tempfile::TempDir>);
 
 impl TempDir {
     /// Keeps the folder after all (a test that fails without panicking).
     pub fn keep(mut self) -> PathBuf {
-        std::mem::take(&mut self.0)
+        self.0.take().expect("not kept yet").keep()
     }
 }
 
 impl Drop for TempDir {
     fn drop(&mut self) {
-        if self.0.as_os_str().is_empty() {
-            // Kept.
-        } else if std::thread::panicking() {
-            eprintln!("kept {} for the failing test", self.0.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.0);
+        if let Some(dir) = self.0.take() {
+            if std::thread::panicking() {
+                eprintln!("kept {} for the failing test", dir.keep().display());
+            }
         }
     }
 }
@@ -291,33 +288,29 @@ impl Drop for TempDir {
 impl std::ops::Deref for TempDir {
     type Target = Path;
     fn deref(&self) -> &Path {
-        &self.0
+        self.0.as_ref().expect("not kept yet").path()
     }
 }
 
 impl AsRef<Path> for TempDir {
     fn as_ref(&self) -> &Path {
-        &self.0
+        self
     }
 }
 
 impl AsRef<std::ffi::OsStr> for TempDir {
     fn as_ref(&self) -> &std::ffi::OsStr {
-        self.0.as_os_str()
+        self.as_os_str()
     }
 }
 
-/// Makes a [`TempDir`] whose name starts with `proxy-herd-TAG`.
+/// Makes a [`TempDir`] whose name starts with `proxy-herd-TAG-`.
 pub fn temp_dir(tag: &str) -> TempDir {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "proxy-herd-{tag}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("proxy-herd-{tag}-"))
+        .tempdir()
+        .unwrap();
+    TempDir(Some(dir))
 }
 
 /// The AT line an IAMAT reply carries, checked for shape.
