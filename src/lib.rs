@@ -36,15 +36,19 @@
 //!   handshake.
 //! - [`herd`]: the herd file, read raw and validated in one place.
 //! - [`logging`]: each server's `<Name>.log`, through fern.
-//! - [`stub`]: `places-stub`, a local Places stand-in serving made-up
-//!   places, for tests and for running without an API key.
 //!
-//! The binaries in `src/bin` use the library: `proxy-herd` parses flags,
-//! binds, calls [`server::start`] and waits for a signal; `places-stub`
-//! runs [`stub::PlacesStub`]. `proxy-herd-bench`, the load generator and
-//! baseline server, is a program of its own (`src/bin/proxy-herd-bench/`,
-//! its module doc is its map): it uses the library only for the herd
-//! file, the protocol's parsers and `server::bind_listener`.
+//! The library is the server. `src/bin/proxy-herd.rs` is its program:
+//! it parses flags, binds, calls [`server::start`] and waits for a
+//! signal. The two other programs have module trees of their own, each
+//! mapped in its `main.rs`, and use the library only for the herd file,
+//! the protocol's parsers, the Places JSON layout and
+//! `server::bind_listener`:
+//! - `src/bin/places-stub/`: a local Places stand-in serving made-up
+//!   places, for running without an API key (`run_herd.sh` starts it) and
+//!   for the tests, which compile its answers and server into themselves
+//!   to make it misbehave on purpose;
+//! - `src/bin/proxy-herd-bench/`: the load generator and the baseline
+//!   server.
 //!
 //! # Threads of one server
 //!
@@ -71,4 +75,3 @@ pub mod places;
 pub mod protocol;
 pub mod server;
 pub mod store;
-pub mod stub;

@@ -148,24 +148,13 @@ fn four_hundred_clients_at_once() {
 #[test]
 fn update_reaches_neighbour_socket_before_reply() {
     use proxy_herd::herd::HerdFile;
-    use proxy_herd::server::{self, Limits, Listeners, ServerConfig};
     use std::io::{BufRead, BufReader, Read};
 
     let herd = herd_on_free_ports(&["A", "B"], &[("A", "B")]);
     let herd = HerdFile { ..herd }.validate().unwrap();
     let b = herd.server("B").unwrap().clone();
     let fake_b = std::net::TcpListener::bind(("127.0.0.1", b.peer_port)).unwrap();
-    let a_spec = herd.server("A").unwrap().clone();
-    let config = ServerConfig {
-        name: "A".into(),
-        herd: herd.clone(),
-        places: no_places(),
-        limits: Limits::default(),
-        journal: None,
-        secret: None,
-        log: proxy_herd::logging::ServerLog::discard(),
-    };
-    let a = server::start(config, Listeners::bind(&a_spec).unwrap()).unwrap();
+    let a = start_plain(&herd, "A");
     let (link, _) = fake_b.accept().unwrap();
     link.set_read_timeout(Some(PATIENCE)).unwrap();
     let mut reader = BufReader::new(link);
@@ -197,21 +186,7 @@ fn peer_host_moves_links_to_their_own_address() {
         entry.peer_host = Some("127.0.0.2".into());
     }
     let herd = file.validate().unwrap();
-    let start = |name: &str| {
-        let spec = herd.server(name).unwrap().clone();
-        let config = proxy_herd::server::ServerConfig {
-            name: name.into(),
-            herd: herd.clone(),
-            places: no_places(),
-            limits: proxy_herd::server::Limits::default(),
-            journal: None,
-            secret: None,
-            log: proxy_herd::logging::ServerLog::discard(),
-        };
-        proxy_herd::server::start(config, proxy_herd::server::Listeners::bind(&spec).unwrap())
-            .unwrap()
-    };
-    let (a, b) = (start("A"), start("B"));
+    let (a, b) = (start_plain(&herd, "A"), start_plain(&herd, "B"));
     assert_eq!(a.peer_addr().ip().to_string(), "127.0.0.2");
     let on_client_host = ([127, 0, 0, 1], a.peer_addr().port()).into();
     assert!(std::net::TcpStream::connect_timeout(&on_client_host, PATIENCE).is_err());

@@ -1,6 +1,8 @@
 //! The limits that keep one client from hurting others: each one is hit
 //! on purpose against a real server, and the server carries on.
 
+#[path = "support/stub.rs"]
+mod stub;
 mod support;
 
 use std::io::{Read, Write};
@@ -133,26 +135,12 @@ fn max_future() {
 /// to the other neighbours.
 #[test]
 fn neighbour_that_never_reads() {
-    use proxy_herd::logging::ServerLog;
-    use proxy_herd::server::{self, Listeners, ServerConfig};
     use std::time::Instant;
 
     let herd = herd_on_free_ports(&["A", "B", "X"], &[("A", "B"), ("A", "X")])
         .validate()
         .unwrap();
-    let start = |name: &str| {
-        let spec = herd.server(name).unwrap().clone();
-        let config = ServerConfig {
-            name: name.into(),
-            herd: herd.clone(),
-            places: no_places(),
-            limits: Limits::default(),
-            journal: None,
-            secret: None,
-            log: ServerLog::discard(),
-        };
-        server::start(config, Listeners::bind(&spec).unwrap()).unwrap()
-    };
+    let start = |name: &str| start_plain(&herd, name);
     // X: a listener that takes links and never reads from them.
     let x = herd.server("X").unwrap().clone();
     let stuck = std::net::TcpListener::bind(("127.0.0.1", x.peer_port)).unwrap();
@@ -201,8 +189,8 @@ fn neighbour_that_never_reads() {
 /// UNKNOWN_ERROR (with the AT line), logged, and the server goes on.
 #[test]
 fn places_timeout() {
+    use crate::stub::{Behaviour, PlacesStub};
     use proxy_herd::places::PlacesConfig;
-    use proxy_herd::stub::{Behaviour, PlacesStub};
 
     let slow = PlacesStub::start(
         std::net::TcpListener::bind("127.0.0.1:0").unwrap(),

@@ -1,6 +1,8 @@
 //! WHATSAT end to end: a real herd server asking a real (local, made-up)
 //! Places server over HTTP, and every way that can go wrong.
 
+#[path = "support/stub.rs"]
+mod stub;
 mod support;
 
 use std::net::TcpListener;
@@ -8,7 +10,7 @@ use std::time::Duration;
 
 use proxy_herd::places::layout::{cut_results, squeeze_newlines};
 use proxy_herd::places::{PlacesApi, PlacesConfig};
-use proxy_herd::stub::{self, Behaviour, PlacesStub};
+use stub::{Behaviour, PlacesStub};
 use support::*;
 
 const KEY: &str = "test-key-5f3a9c";

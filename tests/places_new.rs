@@ -2,6 +2,8 @@
 //! `new` mode against the in-process places-stub, checked on what the
 //! client gets back and on what the stub received.
 
+#[path = "support/stub.rs"]
+mod stub;
 mod support;
 
 use std::net::SocketAddr;
@@ -13,8 +15,8 @@ use proxy_herd::places::layout::squeeze_newlines;
 use proxy_herd::places::new_api::{self, FIELD_MASK, NEW_NEARBY_URL};
 use proxy_herd::places::{PlacesApi, PlacesConfig, GOOGLE_NEARBY_URL};
 use proxy_herd::protocol::Location;
-use proxy_herd::stub::{self, Behaviour, PlacesStub};
 use serde_json::{json, Value};
+use stub::{Behaviour, PlacesStub};
 
 use support::process::{self, Proc, BIN};
 use support::*;

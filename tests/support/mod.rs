@@ -140,8 +140,6 @@ impl TestHerd {
             None => ServerLog::discard(),
         };
         let config = ServerConfig {
-            name: name.to_string(),
-            herd: self.herd.clone(),
             places: self.places.clone(),
             limits: self.limits.clone(),
             journal: self
@@ -150,6 +148,7 @@ impl TestHerd {
                 .map(|d| d.join(format!("{name}.journal"))),
             secret: self.secret.clone(),
             log,
+            ..plain_config(&self.herd, name)
         };
         let handle = server::start(config, listeners).unwrap();
         self.servers.insert(name.to_string(), handle);
@@ -185,6 +184,28 @@ impl TestHerd {
                 .all(|s| s.store().get(client).is_some_and(|r| r.line == line))
         });
     }
+}
+
+/// The configuration every test server starts from: server `name` of
+/// `herd`, no Places key, default limits, no journal, no secret, and a log
+/// that discards. Tests change what they need with `..plain_config(..)`.
+pub fn plain_config(herd: &Herd, name: &str) -> ServerConfig {
+    ServerConfig {
+        name: name.to_string(),
+        herd: herd.clone(),
+        places: no_places(),
+        limits: Limits::default(),
+        journal: None,
+        secret: None,
+        log: ServerLog::discard(),
+    }
+}
+
+/// Starts server `name` of `herd` in this process with [`plain_config`],
+/// on its own ports.
+pub fn start_plain(herd: &Herd, name: &str) -> ServerHandle {
+    let spec = herd.server(name).unwrap().clone();
+    server::start(plain_config(herd, name), Listeners::bind(&spec).unwrap()).unwrap()
 }
 
 /// Polls `done` until it holds, failing the test after [`PATIENCE`].
