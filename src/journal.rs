@@ -459,7 +459,7 @@ impl Default for ReplayRules {
         ReplayRules {
             max_future: std::time::Duration::MAX,
             max_clients: usize::MAX,
-            max_line: crate::server::DEFAULT_MAX_LINE,
+            max_line: crate::protocol::MAX_LINE,
         }
     }
 }

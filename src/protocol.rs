@@ -33,6 +33,10 @@ pub fn now_nanos() -> Nanos {
 
 const NANOS_PER_SEC: i128 = 1_000_000_000;
 
+/// The longest line PROTOCOL.md §2 asks a server to take, in bytes
+/// without its `\n` (`--max-line` can raise or lower it).
+pub const MAX_LINE: usize = 64 * 1024;
+
 /// The protocol's white space: space, tab, CR, LF, form feed and vertical
 /// tab. Note that Rust's `is_ascii_whitespace` leaves out vertical tab, so
 /// it cannot be used here.

@@ -10,7 +10,7 @@ use crate::logging::ServerLog;
 use crate::places::PlacesConfig;
 
 /// The line limit of PROTOCOL.md §2.
-pub const DEFAULT_MAX_LINE: usize = 64 * 1024;
+pub const DEFAULT_MAX_LINE: usize = crate::protocol::MAX_LINE;
 
 /// How many client connections may be open at once by default. Each costs
 /// a thread and a file descriptor; the process's descriptor limit

@@ -1,11 +1,28 @@
-//! A connection's bytes: the line reader every connection reads through,
-//! and why a connection ended.
+//! A connection's bytes: which port it came from, the line reader every
+//! connection reads through, and why a connection ended.
 
 use std::fmt;
 use std::io::{self, Read};
 
 /// How much a connection reads at a time.
 const READ_CHUNK: usize = 8 * 1024;
+
+/// Which listener a connection came from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Port {
+    Client,
+    Peer,
+}
+
+impl Port {
+    /// "client" or "peer", for log lines.
+    pub(super) fn kind(self) -> &'static str {
+        match self {
+            Port::Client => "client",
+            Port::Peer => "peer",
+        }
+    }
+}
 
 /// Why a connection ended, for the log line that says it closed.
 #[derive(Debug)]

@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use super::connection::{Ended, LineError, Lines};
-use super::listen::Port;
+use super::connection::{Ended, LineError, Lines, Port};
 use super::Shared;
 use crate::flood;
 use crate::protocol::{AtRecord, Escaped};

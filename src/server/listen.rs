@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use super::connection::Port;
 use super::handler;
 use super::Shared;
 use crate::flood;
@@ -76,23 +77,6 @@ pub fn bind_listener(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
         }
     }
     Err(last)
-}
-
-/// Which listener a connection came from.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Port {
-    Client,
-    Peer,
-}
-
-impl Port {
-    /// "client" or "peer", for log lines.
-    pub(super) fn kind(self) -> &'static str {
-        match self {
-            Port::Client => "client",
-            Port::Peer => "peer",
-        }
-    }
 }
 
 /// The first pause after a failed `accept`; it doubles up to

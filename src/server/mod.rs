@@ -72,7 +72,8 @@ use crate::logging::{Episode, ServerLog};
 use crate::places::Places;
 use crate::protocol::Nanos;
 use crate::store::Store;
-use listen::{Admission, Port};
+use connection::Port;
+use listen::Admission;
 
 /// What a running server shares between its threads.
 struct Shared {
