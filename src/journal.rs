@@ -598,6 +598,15 @@ fn next_line(
     }
 }
 
+/// A fresh folder for a test, removed when the test ends.
+#[cfg(test)]
+fn dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("proxy-herd-journal-{tag}-"))
+        .tempdir()
+        .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -613,14 +622,6 @@ mod tests {
             &ServerLog::discard(),
         )
         .unwrap()
-    }
-
-    /// A fresh folder, removed when the test ends.
-    fn dir(tag: &str) -> tempfile::TempDir {
-        tempfile::Builder::new()
-            .prefix(&format!("proxy-herd-journal-{tag}-"))
-            .tempdir()
-            .unwrap()
     }
 
     /// Lines appended are read back into a new store, newest per client,
@@ -730,14 +731,6 @@ mod tests {
 #[cfg(test)]
 mod replay_tests {
     use super::*;
-
-    /// A fresh folder, removed when the test ends.
-    fn dir(tag: &str) -> tempfile::TempDir {
-        tempfile::Builder::new()
-            .prefix(&format!("proxy-herd-replay-{tag}-"))
-            .tempdir()
-            .unwrap()
-    }
 
     /// A journal whose middle lost its newlines (a line far past the
     /// limit) replays the good lines around it, and the long line is kept
