@@ -96,13 +96,9 @@ HERD_LOG_KEEP=${HERD_LOG_KEEP:-4}
 START_TIMEOUT=15 # seconds for a server to answer on its client port
 STOP_TIMEOUT=5   # seconds for a server to exit after SIGTERM
 
-# Where logs/ and run/ are, as the user should read it.
+# Where logs/ or run/ is, whole, so that it reads right from any folder.
 shown() {
-    if [[ "$RUN_DIR" == "$SCRIPT_DIR" ]]; then
-        printf '%s/\n' "$1"
-    else
-        printf '%s/\n' "$RUN_DIR/$1"
-    fi
+    printf '%s/\n' "$RUN_DIR/$1"
 }
 
 build() {
@@ -227,10 +223,13 @@ check_alive() {
 }
 
 # SIGTERM, then wait (bounded) for the process to exit; SIGKILL if not.
+# Says so when WHAT was not running, unless QUIET_IF_STOPPED is set
+# (restart, where that is no news).
+QUIET_IF_STOPPED=0
 stop_one() {
     local what=$1 pid tries=$((STOP_TIMEOUT * 20))
     if ! pid=$(pid_of "$what"); then
-        echo "$what is not running"
+        ((QUIET_IF_STOPPED)) || echo "$what is not running"
         return 0
     fi
     kill -TERM "$pid" 2>/dev/null || true
@@ -257,8 +256,9 @@ stub_url() {
 
 # Starts places-stub unless it is running; sets PLACES_URL to it.
 ensure_stub() {
-    local pid
+    local pid started_stub=0
     if ! pid=$(pid_of "$STUB"); then
+        started_stub=1
         if answers 127.0.0.1 "$STUB_PORT"; then
             die "cannot start places-stub: port $STUB_PORT is already in use (set STUB_PORT to a free port)"
         fi
@@ -267,7 +267,9 @@ ensure_stub() {
             die "places-stub could not start (is port $STUB_PORT taken? set STUB_PORT)"
     fi
     PLACES_URL=$(stub_url)
-    echo "No GOOGLE_PLACES_API_KEY: WHATSAT answers come from places-stub at $PLACES_URL (MADE-UP places, PID $pid)"
+    if ((started_stub)); then
+        echo "No GOOGLE_PLACES_API_KEY: WHATSAT answers come from places-stub at $PLACES_URL (MADE-UP places, PID $pid)"
+    fi
 }
 
 # Sets SECRET_ARGS to the flags that make a server prove the herd secret,
@@ -299,13 +301,34 @@ secret_args() {
     SECRET_ARGS=(--herd-secret-file "$PID_DIR/herd-secret")
 }
 
+# "the herd from FILE", or "the built-in herd" for an empty FILE.
+herd_named() {
+    if [[ -n "$1" ]]; then
+        printf 'the herd from %s\n' "$1"
+    else
+        printf 'the built-in herd\n'
+    fi
+}
+
+# Fails unless every NAME is a server of the herd (HERD_CONFIG, or the
+# one already running here). Checked before building when a binary is
+# there to ask, so a misspelt name costs no build.
+check_names() {
+    local config=$1 name
+    shift
+    (($# > 0)) && [[ -x "$HERD_BIN" ]] || return 0
+    load_herd "$config"
+    for name in "$@"; do index_of "$name" >/dev/null; done
+}
+
 cmd_start() {
     local config i pid name entry failed=0 wanted=()
+    check_names "$(recorded_config)" "$@"
     build
     config=$HERD_CONFIG
     if [[ -f "$PID_DIR/herd-config" ]] && [[ -n "$(running_servers)" ]]; then
         if [[ -n "$config" && "$config" != "$(<"$PID_DIR/herd-config")" ]]; then
-            die "a herd from '$(<"$PID_DIR/herd-config")' is running here: stop it first"
+            die "$(herd_named "$(<"$PID_DIR/herd-config")") is running here: stop it first"
         fi
         config=$(<"$PID_DIR/herd-config")
     fi
@@ -358,6 +381,8 @@ cmd_start() {
         echo "run_herd.sh: not every server came up; ./run_herd.sh status shows which" >&2
         exit 1
     fi
+    # Starting some servers of a running herd says no more than that.
+    (($# == 0)) || return 0
 
     echo
     if [[ "$HERD_AUTH" == on && -n "${HERD_SECRET:-}" ]]; then
@@ -428,11 +453,17 @@ cmd_status() {
     fi
 }
 
-case "${1:-help}" in
+if (($# == 0)); then
+    usage >&2
+    exit 2
+fi
+
+case "$1" in
     start) shift && cmd_start "$@" ;;
     stop) shift && cmd_stop "$@" ;;
     restart)
         shift
+        QUIET_IF_STOPPED=1
         if (($# == 0)); then cmd_stop; else cmd_stop "$@"; fi
         cmd_start "$@"
         ;;

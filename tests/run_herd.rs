@@ -62,11 +62,12 @@ impl ScriptHerd {
             .env_remove("PLACES_API")
             .env_remove("HERD_SECRET")
             .env_remove("HERD_AUTH")
-            .envs(env.iter().copied())
             .env("HERD_CONFIG", "herd.json")
             .env("HERD_RUN_DIR", &self.dir)
             .env("PROXY_HERD_BIN_DIR", bin_dir)
             .env("STUB_PORT", self.stub_port.to_string())
+            // Last, so a test can override any of the above.
+            .envs(env.iter().copied())
             .output()
             .unwrap()
     }
@@ -164,6 +165,18 @@ fn start_status_and_stop_the_whole_herd() {
         assert!(answers(herd.addr(name)), "{name} is not listening");
     }
     assert!(out.contains("| nc "), "no nc example:\n{out}");
+    // Another herd file while this herd runs: refused, naming the herd
+    // that runs.
+    let other = herd.run_with(&["start"], &[("HERD_CONFIG", "other.json")]);
+    assert_eq!(other.status.code(), Some(1));
+    let (_, stderr) = texts(&other);
+    assert!(
+        stderr.contains("the herd from") && stderr.contains("herd.json is running here"),
+        "{stderr}"
+    );
+    // Paths are whole, so they read right from any folder.
+    let logs = format!("logs in {}/logs/", herd.dir.display());
+    assert!(out.contains(&logs), "{out}");
 
     let at = at_line(&one_shot(
         herd.addr("A"),
@@ -295,8 +308,11 @@ fn stop_and_restart_one_server() {
         one_shot(herd.addr("B"), "WHATSAT phone 1 1\n").starts_with(&at)
     });
 
+    // Restarting one server says that and no more: C was stopped, so
+    // exactly one line, and the stub already runs.
     let out = herd.ok(&["restart", "C"]);
-    assert!(out.contains("Started C"), "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.starts_with("Started C (PID "), "{out}");
     wait_until("restarted C to catch up", || {
         one_shot(herd.addr("C"), "WHATSAT phone 1 1\n").starts_with(&at)
     });
@@ -314,7 +330,7 @@ fn stop_and_restart_one_server() {
 #[test]
 fn usage_and_unknown_commands() {
     let herd = ScriptHerd::new("script-usage", &["A"], &[]);
-    for args in [&["help"][..], &["--help"], &[]] {
+    for args in [&["help"][..], &["--help"]] {
         let out = herd.run(args);
         assert!(out.status.success(), "{args:?}");
         let (stdout, _) = texts(&out);
@@ -322,6 +338,20 @@ fn usage_and_unknown_commands() {
             assert!(stdout.contains(word), "{args:?}: {stdout}");
         }
     }
+    // No command at all is a mistake: the usage, on stderr, and status 2.
+    let out = herd.run(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let (stdout, stderr) = texts(&out);
+    assert!(stdout.is_empty() && stderr.contains("Usage"), "{stderr}");
+    // A misspelt name is refused before anything is built or started.
+    let out = herd.run(&["start", "Nobody"]);
+    assert_eq!(out.status.code(), Some(2));
+    let (stdout, stderr) = texts(&out);
+    assert!(stderr.contains("Nobody"), "{stderr}");
+    assert!(
+        !stdout.contains("Building") && herd.pid_files().is_empty(),
+        "{stdout}"
+    );
     let out = herd.run(&["launch"]);
     assert_eq!(out.status.code(), Some(2));
     let (_, stderr) = texts(&out);
