@@ -1,4 +1,4 @@
-//! `proxy-herd-bench`: a load generator that speaks PROTOCOL.md to any
+//! `proxy-herd-bench`: a load generator that speaks the herd protocol to any
 //! herd on this machine, and a bare baseline server to hold it against.
 //! It is a program of its own, not part of the server library: it uses
 //! the library only for the herd file, the protocol's parsers and
@@ -109,7 +109,7 @@ Examples:
   proxy-herd-bench all -d 10 --json > bench.json
   proxy-herd-bench iamat --addr 127.0.0.1:12000 -c 64";
 
-/// Load generator and baseline for proxy herds (PROTOCOL.md), on loopback.
+/// Load generator and baseline for proxy herds (the protocol of README.md), on loopback.
 ///
 /// Measures requests per second, latency percentiles, flood propagation
 /// and memory per connection of a herd, and the same figures for a bare
@@ -140,8 +140,8 @@ pub struct Options {
     #[arg(long, global = true, conflicts_with = "addr")]
     pub spawn_herd: bool,
 
-    /// How many servers the spawned herd has: 1, or the five of
-    /// PROTOCOL.md §1.
+    /// How many servers the spawned herd has: 1, or the built-in five
+    /// (README.md, The protocol).
     #[arg(long, global = true, default_value_t = 1, value_name = "1|5",
           value_parser = parse_servers)]
     pub servers: usize,
@@ -208,7 +208,9 @@ fn parse_servers(text: &str) -> Result<usize, String> {
     match text {
         "1" => Ok(1),
         "5" => Ok(5),
-        _ => Err("the spawned herd has 1 server or the five of PROTOCOL.md".into()),
+        _ => Err(
+            "the spawned herd has 1 server or the built-in five (README.md, The protocol)".into(),
+        ),
     }
 }
 
