@@ -1,8 +1,8 @@
-//! places-stub's answers and HTTP server, compiled into the tests that
+//! places-stub's answers and server, compiled into the tests that
 //! need a Places server they can steer: held until released, failing, not
 //! JSON, or recording what the herd sent. The stand-in is a program of its
 //! own (`src/bin/places-stub/`), not part of the library; the tests take
-//! its two source files as they are, so they exercise the same answers
+//! its source files as they are, so they exercise the same answers
 //! the program serves. A test that needs it declares it itself
 //! (`#[path = "support/stub.rs"] mod stub;`), so the others do not compile
 //! it; each uses only part of it.
@@ -10,6 +10,8 @@
 
 #[path = "../../src/bin/places-stub/answers.rs"]
 mod answers;
+#[path = "../../src/bin/places-stub/http.rs"]
+mod http;
 #[path = "../../src/bin/places-stub/server.rs"]
 mod server;
 

@@ -7,7 +7,7 @@
 //! needs no key, no network and no money, answers the same bytes for the
 //! same query, and can be told to misbehave (held, failing, not JSON) so
 //! the herd's error paths (PROTOCOL.md §4) can be exercised. This program
-//! is that endpoint: a small HTTP server on tiny_http, answering
+//! is that endpoint: a small HTTP server, a thread per connection, answering
 //! - `GET …/nearbysearch/json?location=LAT,LNG&radius=METRES&key=KEY` in
 //!   Google's legacy shape and layout (§4.2), and
 //! - `POST …/places:searchNearby` in the shape of Places API (New) (§4.1),
@@ -52,6 +52,7 @@
 #![forbid(unsafe_code)]
 
 mod answers;
+mod http;
 mod server;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,5 @@
-//! places-stub's HTTP side: a small server on tiny_http that answers each
-//! request on a thread of its own, with the answers of `answers.rs`.
+//! places-stub's serving side: a thread per connection (over `http.rs`)
+//! answering each request with the answers of `answers.rs`.
 //!
 //! Besides answering like Google ([`Behaviour::Normal`], all the
 //! `places-stub` program does), it can be told to misbehave (held until
@@ -10,20 +10,18 @@
 //! program itself leaves some of it unused.
 #![allow(dead_code)]
 
-use std::io::{self, Read};
-use std::net::{SocketAddr, TcpListener};
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
-use tiny_http::{Header, Request, Response, Server};
+
+use super::http::{self, HttpRequest, HttpResponse};
 
 use super::answers::{apply_field_mask, is_blank, legacy_answer, new_error, new_text, new_value};
-
-/// The most of a request body the stub reads; the herd's are ~150 bytes.
-const MAX_REQUEST_BODY: u64 = 64 * 1024;
 
 /// How the stub answers every request, so tests can drive the herd's
 /// failure paths.
@@ -70,35 +68,19 @@ impl RecordedRequest {
             .map(|(_, value)| value.as_str())
     }
 
-    /// Reads the method, target, headers and body of a request.
-    fn read(request: &mut Request) -> RecordedRequest {
-        let mut body = Vec::new();
-        // A body that cannot be read is recorded as far as it was read.
-        let _ = request
-            .as_reader()
-            .take(MAX_REQUEST_BODY)
-            .read_to_end(&mut body);
+    /// The request as it came off the connection.
+    fn of(request: HttpRequest) -> RecordedRequest {
         RecordedRequest {
-            method: request.method().as_str().to_owned(),
-            path: request.url().to_owned(),
-            headers: request
-                .headers()
-                .iter()
-                .map(|header| {
-                    (
-                        header.field.as_str().as_str().to_owned(),
-                        header.value.as_str().to_owned(),
-                    )
-                })
-                .collect(),
-            body: String::from_utf8_lossy(&body).into_owned(),
+            method: request.method,
+            path: request.target,
+            headers: request.headers,
+            body: String::from_utf8_lossy(&request.body).into_owned(),
         }
     }
 }
 
 /// A running stub server. Dropping it stops it, like [`PlacesStub::shutdown`].
 pub struct PlacesStub {
-    server: Arc<Server>,
     addr: SocketAddr,
     requests: Arc<AtomicUsize>,
     last: Arc<Mutex<Option<RecordedRequest>>>,
@@ -137,29 +119,27 @@ impl Gate {
 }
 
 impl PlacesStub {
-    /// Serves on an already-bound listener (tests bind 127.0.0.1:0). Each request is answered on its own thread so a slow answer delays no other.
+    /// Serves on an already-bound listener (tests bind 127.0.0.1:0), a
+    /// thread per connection, so a slow answer delays no other client.
     pub fn start(listener: TcpListener, behaviour: Behaviour) -> io::Result<PlacesStub> {
         let addr = listener.local_addr()?;
-        let server = Arc::new(Server::from_listener(listener, None).map_err(io::Error::other)?);
         let requests = Arc::new(AtomicUsize::new(0));
         let last = Arc::new(Mutex::new(None));
         let stopping = Arc::new(AtomicBool::new(false));
         let gate = Arc::new(Gate::default());
         let accept = {
-            let server = Arc::clone(&server);
-            let requests = Arc::clone(&requests);
             let answering = Answering {
                 behaviour,
+                requests: Arc::clone(&requests),
                 last: Arc::clone(&last),
                 gate: Arc::clone(&gate),
             };
             let stopping = Arc::clone(&stopping);
             thread::Builder::new()
                 .name("places-stub-accept".into())
-                .spawn(move || accept_loop(&server, &answering, &requests, &stopping))?
+                .spawn(move || accept_loop(&listener, &answering, &stopping))?
         };
         Ok(PlacesStub {
-            server,
             addr,
             requests,
             last,
@@ -211,13 +191,14 @@ impl PlacesStub {
         self.stop();
     }
 
-    /// Wakes the accept thread out of `recv` and waits for it. Answers
-    /// already being written (a slow one, say) finish on their own threads.
+    /// Wakes the accept thread (by connecting to it, as the herd does)
+    /// and waits for it. Connections already open end on their own
+    /// threads when their clients go or fall idle.
     fn stop(&mut self) {
         self.gate.open();
         if let Some(accept) = self.accept.take() {
             self.stopping.store(true, Ordering::SeqCst);
-            self.server.unblock();
+            let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
             let _ = accept.join();
         }
     }
@@ -230,33 +211,30 @@ impl Drop for PlacesStub {
     }
 }
 
-/// How requests are answered, shared by the request threads.
+/// How requests are answered, shared by the connection threads.
 #[derive(Clone)]
 struct Answering {
     behaviour: Behaviour,
+    requests: Arc<AtomicUsize>,
     last: Arc<Mutex<Option<RecordedRequest>>>,
     gate: Arc<Gate>,
 }
 
-/// Hands each request to a thread of its own until told to stop.
-fn accept_loop(
-    server: &Server,
-    answering: &Answering,
-    requests: &AtomicUsize,
-    stopping: &AtomicBool,
-) {
-    loop {
-        match server.recv() {
-            Ok(request) => {
-                requests.fetch_add(1, Ordering::SeqCst);
+/// Gives each connection a thread of its own until told to stop.
+fn accept_loop(listener: &TcpListener, answering: &Answering, stopping: &AtomicBool) {
+    for stream in listener.incoming() {
+        if stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        match stream {
+            Ok(stream) => {
                 let answering = answering.clone();
-                // If no thread can be made the request is dropped, and
-                // tiny_http answers it with an error status.
+                // If no thread can be made the connection is dropped, and
+                // its client sees it closed.
                 let _ = thread::Builder::new()
-                    .name("places-stub-request".into())
-                    .spawn(move || answer(request, &answering));
+                    .name("places-stub-conn".into())
+                    .spawn(move || http::serve(stream, |request| answer(request, &answering)));
             }
-            Err(_) if stopping.load(Ordering::SeqCst) => return,
             // An accept error (out of file descriptors, say): wait a
             // little rather than spin, then keep serving.
             Err(_) => thread::sleep(Duration::from_millis(10)),
@@ -265,8 +243,9 @@ fn accept_loop(
 }
 
 /// Records one request, then answers it according to the behaviour.
-fn answer(mut request: Request, answering: &Answering) {
-    let recorded = RecordedRequest::read(&mut request);
+fn answer(request: HttpRequest, answering: &Answering) -> HttpResponse {
+    answering.requests.fetch_add(1, Ordering::SeqCst);
+    let recorded = RecordedRequest::of(request);
     *answering.last.lock() = Some(recorded.clone());
     let (status, content_type, body) = match answering.behaviour {
         Behaviour::Normal => normal_answer(&recorded),
@@ -287,15 +266,11 @@ fn answer(mut request: Request, answering: &Answering) {
         ),
         Behaviour::Json(code, body) => (code, JSON, body.to_owned()),
     };
-    let header = Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes())
-        .expect("constant header is valid");
-    let response = Response::from_data(body)
-        .with_status_code(status)
-        .with_header(header)
-        // Always a Content-Length, never chunked: simplest for any client.
-        .with_chunked_threshold(usize::MAX);
-    // The client may have gone; nothing to do about it.
-    let _ = request.respond(response);
+    HttpResponse {
+        status,
+        content_type,
+        body,
+    }
 }
 
 const JSON: &str = "application/json; charset=UTF-8";
