@@ -783,7 +783,7 @@ fn sustain_measurement(
     }
 }
 
-/// `all`: every mode with the settings, against the baseline.
+/// `all`: every mode with the settings the README's Performance table uses, against the baseline.
 pub(super) fn all(ctx: &Ctx, args: &AllArgs, report: &mut Report) -> Result<(), String> {
     if ctx.o.addr.is_some() {
         return Err("all spawns its own herds; it does not take --addr".into());
