@@ -282,3 +282,40 @@ fn binary_help_and_json() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(json["measurements"][0]["requests"].as_u64().unwrap() > 0);
 }
+
+/// Without `--json` the report is a table a terminal shows whole: no line
+/// wider than 100 characters, the ratios spelt out, and a last line that
+/// says what was measured and why the exit status is 0.
+#[test]
+fn table_fits_a_terminal_and_ends_with_a_verdict() {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_proxy-herd"))
+        .parent()
+        .unwrap();
+    let out = Command::new(BENCH)
+        .args([
+            "iamat",
+            "-c",
+            "1,2",
+            "--vs-baseline",
+            "-q",
+            "-d",
+            "0.3",
+            "--warmup",
+            "0.05",
+        ])
+        .arg("--bin-dir")
+        .arg(bin_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    for line in text.lines() {
+        assert!(line.chars().count() <= 100, "too wide: {line:?}");
+    }
+    assert!(text.contains("throughput"), "{text}");
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.starts_with("4 measurement(s) of iamat") && last.ends_with("(exit status 0)"),
+        "{last}"
+    );
+}

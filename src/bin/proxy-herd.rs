@@ -26,7 +26,7 @@ use proxy_herd::server::{
 /// SIGINT or SIGTERM stops the server cleanly (exit status 0); SIGHUP
 /// reopens the log file.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about)]
+#[command(version, about, long_about, max_term_width = 100)]
 struct Args {
     /// The server to run: a name from the herd (Riley, Jaquez, Juzang,
     /// Campbell or Bernard in the built-in herd).

@@ -76,7 +76,7 @@ use server::{Behaviour, PlacesStub};
 /// PLACES_API=new PLACES_URL=http://HOST:PORT/v1/places:searchNearby.
 /// Stops with exit status 0 on Ctrl-C or SIGTERM.
 #[derive(Parser)]
-#[command(name = "places-stub", version)]
+#[command(name = "places-stub", version, max_term_width = 100)]
 struct Args {
     /// Port to listen on.
     #[arg(long, default_value_t = 8099)]

@@ -38,6 +38,7 @@ mod spawn;
 mod stats;
 mod sustain;
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -99,6 +100,26 @@ the same invocation and prints herd/baseline ratios. For flood the baseline is
 a chain of baseline relays with as many hops; for whatsat the reference is
 always the direct stub call.
 
+Columns of the table (at most 100 wide; each row's notes follow it, indented):
+  target    what was loaded: \"herd NAME (N srv)\" is our herd with N servers up,
+            loaded at NAME; \"herd A->B\" loads A and counts arrivals at the
+            bench's member linked to B; \"baseline\", \"stub direct\".
+  setting   c=N: N closed-loop connections; n=N: connections held (conns);
+            N/s: the flood rate; \"new\" or a number: sustain's clients.
+  requests  requests answered correctly (flood: updates that arrived; conns:
+            connections answered); errors: wrong or missing answers.
+  per s     requests per second (conns: connections opened per second).
+  p50 ... max ms  latency percentiles in milliseconds, request to answer
+            (flood and sustain: from the reply to the arrival at the member).
+  notes     figures of the mode: lost (updates that never arrived), hops and
+            path (flood: links crossed), drain_s, peak_rss_mib, kib_per_conn...
+The comparison lines give herd/reference ratios: above 1 for throughput is
+better, above 1 for latency is worse. Machines are shared and noisy: a
+warning is printed when repeated rounds of the same measurement disagree by
+more than a third; compare ratios within one run, not rates across runs.
+The last line says what was measured and why the exit status is what it is:
+0 when every request was answered and nothing was lost, 2 otherwise.
+
 Examples:
   proxy-herd-bench iamat -c 16,64 -d 10 --vs-baseline
   proxy-herd-bench iamat --servers 5 -c 16 --vs-baseline
@@ -117,7 +138,7 @@ Examples:
 /// Progress goes to stderr, the summary table (or --json) to stdout. The
 /// exit status is 2 when any measurement saw errors or lost updates.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "proxy-herd-bench", version, after_long_help = AFTER_HELP)]
+#[command(name = "proxy-herd-bench", version, after_long_help = AFTER_HELP, max_term_width = 100)]
 pub struct Cli {
     /// What to measure.
     #[command(subcommand)]
@@ -401,54 +422,152 @@ impl Report {
         serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
     }
 
-    /// The report as a table: measurements, then comparisons.
+    /// The report as a table at most [`WIDTH`] columns wide:
+    /// measurements (each with its notes on the lines below it), then
+    /// comparisons, then warnings about rounds that disagree, then one
+    /// line that says what was measured and what the exit status means.
     pub fn table(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "{}", header());
         for m in &self.measurements {
             let _ = writeln!(out, "{}", row(m));
+            let notes: Vec<String> = m
+                .extra
+                .iter()
+                .map(|(k, v)| format!("{k}={}", show(v)))
+                .chain(m.first_error.iter().map(|e| format!("first error: {e}")))
+                .collect();
+            out.push_str(&wrapped(&notes, "    ", " "));
         }
         if !self.comparisons.is_empty() {
             let _ = writeln!(out);
-            let _ = writeln!(
-                out,
-                "{:<8} {:<10} {:<26} {:<14} ratios and differences",
-                "mode", "setting", "herd", "against"
-            );
+            let _ = writeln!(out, "herd / reference, by mode and setting:");
             for c in &self.comparisons {
+                let _ = writeln!(
+                    out,
+                    "{:<8} {:<11} {} against {}",
+                    c.mode, c.setting, c.herd, c.against
+                );
                 let figures: Vec<String> = c
                     .figures
                     .iter()
                     .map(|(k, v)| format!("{k} {}", show(v)))
                     .collect();
-                let _ = writeln!(
-                    out,
-                    "{:<8} {:<10} {:<26} {:<14} {}",
-                    c.mode,
-                    c.setting,
-                    c.herd,
-                    c.against,
-                    figures.join("  ")
-                );
+                out.push_str(&wrapped(&figures, "    ", ",  "));
             }
         }
+        for warning in self.disagreements() {
+            let _ = writeln!(out, "{warning}");
+        }
+        let _ = writeln!(out, "{}", self.verdict());
         out
     }
+
+    /// Warnings for measurements repeated with the same mode, target and
+    /// setting whose rates differ by more than a third.
+    fn disagreements(&self) -> Vec<String> {
+        let mut rounds: BTreeMap<(&str, &str, &str), Vec<f64>> = BTreeMap::new();
+        for m in &self.measurements {
+            rounds
+                .entry((&m.mode, &m.target, &m.setting))
+                .or_default()
+                .push(m.per_sec);
+        }
+        rounds
+            .into_iter()
+            .filter(|(_, rates)| rates.len() > 1)
+            .filter_map(|((mode, target, setting), rates)| {
+                let low = rates.iter().copied().fold(f64::INFINITY, f64::min);
+                let high = rates.iter().copied().fold(0.0, f64::max);
+                (low > 0.0 && high / low > 4.0 / 3.0).then(|| {
+                    format!(
+                        "warning: {} rounds of {mode} {target} {setting} range from {low:.0}/s \
+                         to {high:.0}/s: the machine is noisy, compare ratios within one round",
+                        rates.len()
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// One line: how many measurements of which modes, and why the exit
+    /// status is 0 or 2.
+    fn verdict(&self) -> String {
+        let mut modes: Vec<&str> = self.measurements.iter().map(|m| m.mode.as_str()).collect();
+        modes.dedup();
+        let errors: u64 = self.measurements.iter().map(|m| m.errors).sum();
+        let lost: u64 = self
+            .measurements
+            .iter()
+            .filter_map(|m| m.extra.get("lost").and_then(Value::as_u64))
+            .sum();
+        let unverified = self
+            .measurements
+            .iter()
+            .filter(|m| m.extra.get("verified").and_then(Value::as_bool) == Some(false))
+            .count();
+        let what = format!(
+            "{} measurement(s) of {}",
+            self.measurements.len(),
+            modes.join(", ")
+        );
+        if self.clean() {
+            format!("{what}: every request answered, nothing lost (exit status 0)")
+        } else {
+            format!(
+                "{what}: {errors} error(s), {lost} update(s) lost, {unverified} flood check(s) \
+                 failed (exit status 2; the notes above say where)"
+            )
+        }
+    }
+}
+
+/// The widest line the table prints.
+const WIDTH: usize = 100;
+
+/// `items` on lines that start with `indent` and stay within [`WIDTH`],
+/// joined by `sep`; nothing when there are none. An item too long for a
+/// line of its own is cut, with `...`.
+fn wrapped(items: &[String], indent: &str, sep: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for item in items {
+        let item = if indent.len() + item.chars().count() > WIDTH {
+            let kept: String = item.chars().take(WIDTH - indent.len() - 3).collect();
+            format!("{kept}...")
+        } else {
+            item.clone()
+        };
+        if !line.is_empty()
+            && indent.len() + line.chars().count() + sep.len() + item.chars().count() > WIDTH
+        {
+            let _ = writeln!(out, "{indent}{line}");
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push_str(sep);
+        }
+        line.push_str(&item);
+    }
+    if !line.is_empty() {
+        let _ = writeln!(out, "{indent}{line}");
+    }
+    out
 }
 
 fn header() -> String {
     format!(
-        "{:<8} {:<26} {:<10} {:>9} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9}  notes",
+        "{:<8} {:<23} {:<11} {:>8} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7}",
         "mode",
         "target",
         "setting",
         "requests",
         "errors",
         "per s",
-        "p50 us",
-        "p99 us",
-        "p99.9 us",
-        "max us"
+        "p50 ms",
+        "p99 ms",
+        "p99.9",
+        "max ms"
     )
 }
 
@@ -456,19 +575,14 @@ fn row(m: &Measurement) -> String {
     let lat = |f: fn(&Latency) -> f64| {
         m.latency
             .as_ref()
-            .map_or("-".to_string(), |l| format!("{:.1}", f(l)))
+            .map_or("-".to_string(), |l| format!("{:.2}", f(l) / 1000.0))
     };
-    let notes: Vec<String> = m
-        .extra
-        .iter()
-        .map(|(k, v)| format!("{k}={}", show(v)))
-        .chain(m.first_error.iter().map(|e| format!("first error: {e}")))
-        .collect();
+    let cut = |text: &str, width: usize| -> String { text.chars().take(width).collect() };
     format!(
-        "{:<8} {:<26} {:<10} {:>9} {:>6} {:>9.0} {:>9} {:>9} {:>9} {:>9}  {}",
-        m.mode,
-        m.target,
-        m.setting,
+        "{:<8} {:<23} {:<11} {:>8} {:>6} {:>7.0} {:>7} {:>7} {:>7} {:>7}",
+        cut(&m.mode, 8),
+        cut(&m.target, 23),
+        cut(&m.setting, 11),
         m.requests,
         m.errors,
         m.per_sec,
@@ -476,7 +590,6 @@ fn row(m: &Measurement) -> String {
         lat(|l| l.p99_us),
         lat(|l| l.p999_us),
         lat(|l| l.max_us),
-        notes.join(" ")
     )
 }
 
