@@ -231,9 +231,14 @@ impl Herd {
             .expect("the built-in herd is valid")
     }
 
-    /// Reads and validates a herd file.
+    /// Reads and validates a herd file; every error names the file.
     pub fn from_file(path: &Path) -> Result<Herd, HerdError> {
-        HerdFile::read(path)?.validate()
+        HerdFile::read(path)?.validate().map_err(|e| match e {
+            HerdError::Invalid(m) => {
+                HerdError::Invalid(format!("herd file {}: {m}", path.display()))
+            }
+            other => other,
+        })
     }
 
     /// The server of that name, or an error listing the names there are.

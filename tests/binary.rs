@@ -49,6 +49,15 @@ fn unknown_name_is_refused() {
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("Nobody") && err.contains("Riley"), "{err}");
+    // No name at all: the same kind of line, listing the names there are.
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("which server") && err.contains("Bernard, Campbell"),
+        "{err}"
+    );
 }
 
 /// Each kind of bad herd file is refused before anything starts.
@@ -91,6 +100,10 @@ fn bad_herd_files_are_refused() {
         assert!(!out.status.success(), "{json}");
         let err = stderr(&out);
         assert!(err.contains(expected), "{json}: {err}");
+        assert!(
+            err.contains(path.to_str().unwrap()),
+            "names the file: {err}"
+        );
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(!dir.join("A.log").exists(), "no log for a refused start");
     }

@@ -30,7 +30,7 @@ use proxy_herd::server::{
 struct Args {
     /// The server to run: a name from the herd (Riley, Jaquez, Juzang,
     /// Campbell or Bernard in the built-in herd).
-    #[arg(required_unless_present = "list_herd")]
+    #[arg(value_name = "NAME")]
     name: Option<String>,
 
     /// Print the herd's servers, one `NAME HOST PORT PEER_PORT` line each
@@ -222,7 +222,14 @@ fn run(args: Args) -> Result<(), String> {
         }
         return Ok(());
     }
-    let name = args.name.as_deref().unwrap_or_default();
+    let Some(name) = args.name.as_deref() else {
+        let mut names: Vec<&str> = herd.servers().map(|s| s.name.as_str()).collect();
+        names.sort_unstable();
+        return Err(format!(
+            "which server? Give its name: {} (see proxy-herd --help)",
+            names.join(", ")
+        ));
+    };
     let spec = herd.server(name).map_err(|e| e.to_string())?.clone();
     let places_timeout = seconds("--places-timeout", args.places_timeout)?;
     let limits = Limits {
