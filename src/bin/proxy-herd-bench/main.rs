@@ -493,8 +493,12 @@ impl Report {
     /// One line: how many measurements of which modes, and why the exit
     /// status is 0 or 2.
     fn verdict(&self) -> String {
-        let mut modes: Vec<&str> = self.measurements.iter().map(|m| m.mode.as_str()).collect();
-        modes.dedup();
+        let mut modes: Vec<&str> = Vec::new();
+        for m in &self.measurements {
+            if !modes.contains(&m.mode.as_str()) {
+                modes.push(&m.mode);
+            }
+        }
         let errors: u64 = self.measurements.iter().map(|m| m.errors).sum();
         let lost: u64 = self
             .measurements
