@@ -319,3 +319,49 @@ fn table_fits_a_terminal_and_ends_with_a_verdict() {
         "{last}"
     );
 }
+
+/// `--herd-cmd` starts another herd from a command template, one process
+/// per server of `--config` (here our own binary stands in for a
+/// student's herd), loads it beside ours under the same load, and
+/// compares each with the other and with the baseline.
+#[test]
+fn another_herd_from_a_command() {
+    let dir = support::temp_dir("other-herd");
+    let config = support::process::herd_file(&dir, &["Riley"], &[]);
+    let herd_bin = env!("CARGO_BIN_EXE_proxy-herd");
+    let template = format!(
+        "{herd_bin} {{name}} --config {{config}} --log-dir {} --no-journal",
+        dir.display()
+    );
+    let report = bench(&[
+        "iamat",
+        "-c",
+        "2",
+        "--vs-baseline",
+        "--herd-cmd",
+        &template,
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        targets(&report),
+        ["herd Riley (1 srv)", "other Riley (1 srv)", "baseline"]
+    );
+    report.measurements.iter().for_each(assert_sane);
+    let against: Vec<(&str, &str)> = report
+        .comparisons
+        .iter()
+        .map(|c| (c["herd"].as_str().unwrap(), c["against"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        against,
+        [
+            ("herd Riley (1 srv)", "other Riley (1 srv)"),
+            ("herd Riley (1 srv)", "baseline"),
+            ("other Riley (1 srv)", "baseline"),
+        ]
+    );
+    // The other herd's server really ran from the template: it logged.
+    let log = std::fs::read_to_string(dir.join("Riley.log")).unwrap();
+    assert!(log.contains("<- IAMAT"), "{log}");
+}

@@ -223,6 +223,18 @@ pub struct Options {
     /// removing it.
     #[arg(long, global = true)]
     pub keep_logs: bool,
+
+    /// Also start another herd (an asyncio one, a student's) from this
+    /// command, once per server of --config, and measure it beside ours:
+    /// {name}, {port} and {config} are replaced by the server's name, its
+    /// client port and the herd file's path; the command runs in the
+    /// current folder. Used by iamat and oneshot.
+    #[arg(long, global = true, value_name = "COMMAND", requires = "config")]
+    pub herd_cmd: Option<String>,
+
+    /// The herd file of --herd-cmd's herd: its servers, ports and links.
+    #[arg(long, global = true, value_name = "HERD.json")]
+    pub config: Option<PathBuf>,
 }
 
 fn parse_servers(text: &str) -> Result<usize, String> {

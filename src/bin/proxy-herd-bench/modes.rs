@@ -102,6 +102,33 @@ impl Ctx {
         })
     }
 
+    /// The other herd of `--herd-cmd`, started, with the server to load:
+    /// `--target` if it has one of that name, else Riley if it has one,
+    /// else its first server by name.
+    fn other_target(&self) -> Result<Option<Target>, String> {
+        let (Some(template), Some(config)) = (&self.o.herd_cmd, &self.o.config) else {
+            return Ok(None);
+        };
+        self.progress(format_args!("starting the other herd: {template}"));
+        let herd = spawn::start_command_herd(template, config, self.o.keep_logs)?;
+        let name = [self.o.target.as_deref(), Some("Riley")]
+            .into_iter()
+            .flatten()
+            .find(|n| herd.servers.contains_key(*n))
+            .map(str::to_owned)
+            .or_else(|| herd.servers.keys().next().cloned())
+            .ok_or("--config names no server")?;
+        let server = herd.servers[&name].clone();
+        Ok(Some(Target {
+            label: format!("other {name} ({} srv)", herd.servers.len()),
+            addr: server.addr,
+            pid: Some(server.pid),
+            all: Vec::new(),
+            stub_url: None,
+            _herd: Some(herd),
+        }))
+    }
+
     /// A baseline process serving long enough for this invocation.
     fn baseline(&self, forward: Option<SocketAddr>, procs: &mut Procs) -> Result<Server, String> {
         let runs = self.o.connections.len() as f64 * 2.0 + 4.0;
@@ -215,6 +242,7 @@ fn compare(herd: &Measurement, base: &Measurement, against: &str) -> Comparison 
 pub(super) fn iamat(ctx: &Ctx, oneshot: bool, report: &mut Report) -> Result<(), String> {
     let mode = if oneshot { "oneshot" } else { "iamat" };
     let target = ctx.target(false)?;
+    let other = ctx.other_target()?;
     let work = |addr| {
         if oneshot {
             Work::Oneshot { addr }
@@ -256,6 +284,20 @@ pub(super) fn iamat(ctx: &Ctx, oneshot: bool, report: &mut Report) -> Result<(),
             }
         }
         ctx.record(report, herd.clone());
+        // The other herd, under the same load right after ours.
+        let theirs = match &other {
+            Some(other) => {
+                let out = load::run(
+                    &work(other.addr),
+                    &ctx.plan(format!("{mode} {} {setting}", other.label), c, mode),
+                );
+                let m = measurement(mode, &other.label, &setting, out);
+                ctx.record(report, m.clone());
+                report.comparisons.push(compare(&herd, &m, &other.label));
+                Some(m)
+            }
+            None => None,
+        };
         if ctx.o.vs_baseline {
             if base.is_none() {
                 base = Some(ctx.baseline(None, &mut procs)?);
@@ -268,6 +310,9 @@ pub(super) fn iamat(ctx: &Ctx, oneshot: bool, report: &mut Report) -> Result<(),
             let b = measurement(mode, "baseline", &setting, out);
             ctx.record(report, b.clone());
             report.comparisons.push(compare(&herd, &b, "baseline"));
+            if let Some(theirs) = &theirs {
+                report.comparisons.push(compare(theirs, &b, "baseline"));
+            }
         }
     }
     Ok(())

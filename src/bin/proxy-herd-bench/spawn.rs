@@ -325,6 +325,43 @@ pub fn start_herd(bin_dir: &Path, plan: HerdPlan<'_>, keep: bool) -> Result<Spaw
     })
 }
 
+/// Starts another herd, one process per server of `config`, from a
+/// command template ({name}, {port} and {config} replaced; run by `sh`,
+/// which `exec`s it so that the process id is the server's own), and
+/// waits until every client port answers. Nothing else is assumed of
+/// that herd: no peer port of ours, no Places stand-in.
+pub fn start_command_herd(
+    template: &str,
+    config: &Path,
+    keep: bool,
+) -> Result<SpawnedHerd, String> {
+    let config =
+        std::fs::canonicalize(config).map_err(|e| format!("--config {}: {e}", config.display()))?;
+    let herd = Herd::from_file(&config).map_err(|e| e.to_string())?;
+    let mut procs = Procs::new("other", keep)?;
+    let mut running = BTreeMap::new();
+    for spec in herd.servers() {
+        let command_line = template
+            .replace("{name}", &spec.name)
+            .replace("{port}", &spec.port.to_string())
+            .replace("{config}", &config.to_string_lossy());
+        let mut command = Command::new("sh");
+        command.arg("-c").arg(format!("exec {command_line}"));
+        let pid = procs.spawn(&spec.name, command)?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], spec.port));
+        running.insert(spec.name.clone(), Server { addr, pid });
+    }
+    for server in running.values() {
+        wait_listening(server.addr, &mut procs)?;
+    }
+    Ok(SpawnedHerd {
+        _procs: procs,
+        herd,
+        servers: running,
+        stub_url: None,
+    })
+}
+
 /// Sends one IAMAT to each server and waits until every server holds
 /// every one of them.
 fn wait_linked(servers: &BTreeMap<String, Server>) -> Result<(), String> {
