@@ -323,7 +323,8 @@ fn table_fits_a_terminal_and_ends_with_a_verdict() {
 /// `--herd-cmd` starts another herd from a command template, one process
 /// per server of `--config` (here our own binary stands in for a
 /// student's herd), loads it beside ours under the same load, and
-/// compares each with the other and with the baseline.
+/// compares each with the other and with the baseline; `conns` measures
+/// its memory too.
 #[test]
 fn another_herd_from_a_command() {
     let dir = support::temp_dir("other-herd");
@@ -364,4 +365,25 @@ fn another_herd_from_a_command() {
     // The other herd's server really ran from the template: it logged.
     let log = std::fs::read_to_string(dir.join("Riley.log")).unwrap();
     assert!(log.contains("<- IAMAT"), "{log}");
+    // conns reads the other server's own memory: `exec` makes the process
+    // the bench started the server itself, with a thread per connection.
+    let report = bench(&[
+        "conns",
+        "-n",
+        "20",
+        "--herd-cmd",
+        &template,
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    let theirs = &report.measurements[1];
+    assert_eq!(theirs["target"], "other Riley (1 srv)", "{report:?}");
+    assert!(
+        theirs["extra"]["threads"].as_u64().unwrap() >= 20,
+        "{theirs}"
+    );
+    assert!(
+        theirs["extra"]["kib_per_conn"].as_f64().is_some(),
+        "{theirs}"
+    );
 }

@@ -228,7 +228,7 @@ pub struct Options {
     /// command, once per server of --config, and measure it beside ours:
     /// {name}, {port} and {config} are replaced by the server's name, its
     /// client port and the herd file's path; the command runs in the
-    /// current folder. Used by iamat and oneshot.
+    /// current folder. Used by iamat, oneshot and conns.
     #[arg(long, global = true, value_name = "COMMAND", requires = "config")]
     pub herd_cmd: Option<String>,
 

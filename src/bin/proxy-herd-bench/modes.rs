@@ -646,6 +646,27 @@ pub(super) fn conns(ctx: &Ctx, args: &ConnsArgs, report: &mut Report) -> Result<
     let m = conns_measurement(&target.label, args.count, out);
     ctx.record(report, m.clone());
     drop(target);
+    let mut measured = vec![m];
+    if let Some(other) = ctx.other_target()? {
+        ctx.progress(format_args!(
+            "  conns {}: opening {}",
+            other.label, args.count
+        ));
+        let out = conns::measure(
+            other.addr,
+            args.count,
+            other.pid,
+            &ctx.ids("conns"),
+            ctx.timeout(),
+            &progress,
+        );
+        let theirs = conns_measurement(&other.label, args.count, out);
+        ctx.record(report, theirs.clone());
+        report
+            .comparisons
+            .push(conns_comparison(&measured[0], &theirs));
+        measured.push(theirs);
+    }
     if ctx.o.vs_baseline {
         let mut procs = Procs::new("baseline", false)?;
         let base = ctx.baseline(None, &mut procs)?;
@@ -660,20 +681,28 @@ pub(super) fn conns(ctx: &Ctx, args: &ConnsArgs, report: &mut Report) -> Result<
         );
         let b = conns_measurement("baseline", args.count, out);
         ctx.record(report, b.clone());
-        let mut figures = Map::new();
-        let get = |m: &Measurement, k: &str| m.extra.get(k).and_then(Value::as_f64).unwrap_or(0.0);
-        for key in ["open_s", "answer_s", "kib_per_conn"] {
-            figures.insert(key.into(), ratio(get(&m, key), get(&b, key)));
+        for m in &measured {
+            report.comparisons.push(conns_comparison(m, &b));
         }
-        report.comparisons.push(Comparison {
-            mode: "conns".into(),
-            setting: m.setting.clone(),
-            herd: m.target.clone(),
-            against: "baseline".into(),
-            figures,
-        });
     }
     Ok(())
+}
+
+/// `conns` figures of `m` over those of `against`: time to open, time to
+/// answer, memory per connection.
+fn conns_comparison(m: &Measurement, against: &Measurement) -> Comparison {
+    let mut figures = Map::new();
+    let get = |m: &Measurement, k: &str| m.extra.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+    for key in ["open_s", "answer_s", "kib_per_conn"] {
+        figures.insert(key.into(), ratio(get(m, key), get(against, key)));
+    }
+    Comparison {
+        mode: "conns".into(),
+        setting: m.setting.clone(),
+        herd: m.target.clone(),
+        against: against.target.clone(),
+        figures,
+    }
 }
 
 /// `sustain`: a fresh five-server herd per setting, the bench a member
