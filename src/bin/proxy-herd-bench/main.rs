@@ -613,6 +613,9 @@ fn show(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Number(n) => match n.as_f64() {
+            // Two decimals, or four for a small ratio (an asyncio herd
+            // can be a few thousandths of the baseline).
+            Some(f) if n.is_f64() && f != 0.0 && f.abs() < 0.1 => format!("{f:.4}"),
             Some(f) if n.is_f64() => format!("{f:.2}"),
             _ => n.to_string(),
         },

@@ -205,9 +205,11 @@ fn measurement(mode: &str, target: &str, setting: &str, out: load::Outcome) -> M
     }
 }
 
+/// `a / b` to four decimals (the table shows two, or four below 0.1),
+/// or null when `b` is 0.
 fn ratio(a: f64, b: f64) -> Value {
     if b > 0.0 {
-        json!((a / b * 100.0).round() / 100.0)
+        json!((a / b * 10_000.0).round() / 10_000.0)
     } else {
         Value::Null
     }
