@@ -289,7 +289,11 @@ secret_args() {
             die "a herd with HERD_AUTH=$recorded is running here: stop it first, or start with HERD_AUTH=$recorded"
     fi
     printf '%s\n' "$HERD_AUTH" >"$PID_DIR/herd-auth"
-    [[ "$HERD_AUTH" == on ]] || return 0
+    if [[ "$HERD_AUTH" == off ]]; then
+        # The servers would read a HERD_SECRET left in the environment.
+        unset HERD_SECRET
+        return 0
+    fi
     [[ -z "${HERD_SECRET:-}" ]] || return 0
     if [[ ! -s "$PID_DIR/herd-secret" ]]; then
         (

@@ -238,7 +238,8 @@ fn forge(peer: SocketAddr, client: &str) -> String {
 /// 600) and every server must prove it: a stranger on a peer port is
 /// challenged and its forged AT line changes nothing, while the herd
 /// itself floods as before. `stop` removes the secret. With HERD_AUTH=off
-/// there is no secret, and the same forged line is taken.
+/// there is no secret, even if HERD_SECRET is set, and the same forged
+/// line is taken.
 #[test]
 fn links_prove_a_secret_unless_turned_off() {
     use std::os::unix::fs::PermissionsExt;
@@ -269,7 +270,12 @@ fn links_prove_a_secret_unless_turned_off() {
     herd.ok(&["stop"]);
     assert!(!secret.exists(), "the secret outlived the herd");
 
-    let out = herd.ok_with(&["start"], &[("HERD_AUTH", "off")]);
+    // Off means off, even with a HERD_SECRET in the environment, which
+    // the servers would otherwise read themselves.
+    let out = herd.ok_with(
+        &["start"],
+        &[("HERD_AUTH", "off"), ("HERD_SECRET", "left-over-secret")],
+    );
     assert!(out.contains("Links are open"), "{out}");
     assert!(!secret.exists());
     let sent = forge(herd.peer_addr("B"), "forged");
