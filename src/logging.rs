@@ -236,7 +236,23 @@ enum ToWriter {
 /// the connection thread and one free in the writer thread per line,
 /// which showed in profiles of a busy server (malloc's cross-thread frees
 /// are not cheap).
-type Pending = Mutex<String>;
+///
+/// A disk that stalls (a hung network mount, say) without failing would
+/// let the text grow for as long as it stalls; past [`MAX_PENDING`] bytes
+/// new lines are dropped instead, counted, and reported like lines a
+/// failed write lost.
+type Pending = Mutex<PendingLines>;
+
+#[derive(Default)]
+struct PendingLines {
+    text: String,
+    /// Lines dropped because `text` was full.
+    dropped: u64,
+}
+
+/// The most log text that waits for the writer; a busy server writes
+/// about 2 MiB a second, so this is seconds of a stalled disk.
+const MAX_PENDING: usize = 16 * 1024 * 1024;
 
 /// A `log::Log` that gathers lines for a writer thread, which writes them
 /// in batches.
@@ -284,7 +300,10 @@ impl BatchWriter {
         name: &str,
     ) -> io::Result<BatchWriter> {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let pending = Arc::new(Mutex::new(String::with_capacity(BATCH_BYTES)));
+        let pending = Arc::new(Mutex::new(PendingLines {
+            text: String::with_capacity(BATCH_BYTES),
+            dropped: 0,
+        }));
         let for_writer = Arc::clone(&pending);
         let size = file.metadata().map_or(0, |m| m.len());
         let mut target = LogFile {
@@ -292,6 +311,7 @@ impl BatchWriter {
             path,
             files,
             size,
+            torn: false,
             lost: 0,
             failures: Episode::new(FAILURE_REPORT_EVERY),
         };
@@ -305,14 +325,17 @@ impl BatchWriter {
 
 /// The file the writer thread writes, and what it knows about it.
 struct LogFile {
-    /// `None` after a reopen or a rotation failed; the next write tries
-    /// to open the path again.
+    /// `None` after a reopen or a rotation (or when opening failed); the
+    /// next write opens the path.
     file: Option<File>,
     path: PathBuf,
     files: LogFiles,
     /// Bytes in the current file.
     size: u64,
-    /// Lines lost to failed writes since the last one that worked.
+    /// A write failed part-way: the next one starts on a line of its own.
+    torn: bool,
+    /// Lines lost (to failed writes, or dropped while the writer could not
+    /// keep up) since the last write that worked.
     lost: u64,
     failures: Episode,
 }
@@ -325,53 +348,59 @@ impl LogFile {
         if out.is_empty() {
             return;
         }
-        let written = match self.file.as_mut() {
-            Some(file) => file.write_all(out.as_bytes()),
-            None => open_log(&self.path).and_then(|mut file| {
-                let written = file.write_all(out.as_bytes());
-                self.size = file.metadata().map_or(0, |m| m.len());
-                self.file = Some(file);
-                written
-            }),
-        };
-        match written {
+        match self.try_write(out) {
             Ok(()) => {
-                self.size += out.len() as u64;
+                self.torn = false;
                 if self.lost > 0 {
                     let lost = std::mem::take(&mut self.lost);
                     self.failures.ended();
-                    let note = format!(
-                        "{} ERROR {lost} log lines could not be written and were lost\n",
-                        humantime::format_rfc3339_micros(SystemTime::now())
-                    );
                     crate::logging::to_stderr(format_args!(
                         "{}: writes work again; {lost} lines were lost",
                         self.path.display()
                     ));
-                    if let Some(file) = self.file.as_mut() {
-                        if file.write_all(note.as_bytes()).is_ok() {
-                            self.size += note.len() as u64;
-                        }
-                    }
+                    let note = format!(
+                        "{} ERROR {lost} log lines could not be written and were lost\n",
+                        humantime::format_rfc3339_micros(SystemTime::now())
+                    );
+                    // A failure here is counted by the next batch's write.
+                    let _ = self.try_write(&note);
                 }
                 self.rotate_if_due();
             }
             Err(e) => {
-                // A partial write may have left a torn line: the next one
-                // starts on a line of its own.
-                if let Some(file) = self.file.as_mut() {
-                    let _ = file.write_all(b"\n");
-                }
+                // A write cut short leaves part of a line behind.
+                self.torn = true;
                 self.lost += out.bytes().filter(|&b| b == b'\n').count() as u64;
                 if let Some(times) = self.failures.occurred() {
                     crate::logging::to_stderr(format_args!(
-"cannot write the log {}: {e} ({times} failed writes since the last report, {} lines lost so far)",
+                        "cannot write the log {}: {e} ({times} failed writes since the last report, {} lines lost so far)",
                         self.path.display(),
                         self.lost
                     ));
                 }
             }
         }
+    }
+
+    /// Opens the file if it is not open, and appends `out`, on a line of
+    /// its own after a torn write.
+    fn try_write(&mut self, out: &str) -> io::Result<()> {
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => {
+                let file = open_log(&self.path)?;
+                self.size = file.metadata().map_or(0, |m| m.len());
+                self.file.insert(file)
+            }
+        };
+        if self.torn {
+            file.write_all(b"\n")?;
+            self.torn = false;
+            self.size += 1;
+        }
+        file.write_all(out.as_bytes())?;
+        self.size += out.len() as u64;
+        Ok(())
     }
 
     /// Rotates once the file has passed `--log-max-bytes`: `.log.N-1`
@@ -406,22 +435,14 @@ impl LogFile {
         self.reopen();
     }
 
-    /// Opens the path anew (after a rotation, ours or logrotate's).
+    /// Closes the file, so the next write opens the path anew (after a
+    /// rotation, ours or logrotate's). Opening is the write's business:
+    /// if it fails, the lines are counted as lost like any failed write.
     fn reopen(&mut self) {
         self.file = None;
         self.size = 0;
-        match open_log(&self.path) {
-            Ok(file) => {
-                self.size = file.metadata().map_or(0, |m| m.len());
-                self.file = Some(file);
-            }
-            // The next write tries again, and counts its lines as lost if
-            // it cannot.
-            Err(e) => crate::logging::to_stderr(format_args!(
-                "cannot reopen the log {}: {e}",
-                self.path.display()
-            )),
-        }
+        // A torn line, if any, stays in the old file.
+        self.torn = false;
     }
 }
 
@@ -460,7 +481,12 @@ fn write_batches(target: &mut LogFile, pending: &Pending, queue: &Receiver<ToWri
                 ToWriter::Lines => {}
             }
         }
-        std::mem::swap(&mut *pending.lock(), &mut out);
+        let dropped = {
+            let mut pending = pending.lock();
+            std::mem::swap(&mut pending.text, &mut out);
+            std::mem::take(&mut pending.dropped)
+        };
+        target.lost += dropped;
         target.write(&out);
         out.clear();
         if !reopens.is_empty() {
@@ -485,8 +511,12 @@ impl Log for BatchWriter {
             line.clear();
             let _ = writeln!(line, "{}", record.args());
             let mut pending = self.pending.lock();
-            let was_empty = pending.is_empty();
-            pending.push_str(line);
+            let was_empty = pending.text.is_empty();
+            if pending.text.len() + line.len() > MAX_PENDING {
+                pending.dropped += 1;
+            } else {
+                pending.text.push_str(line);
+            }
             drop(pending);
             if line.capacity() > SCRATCH_KEPT {
                 // A whole WHATSAT reply was logged: do not keep its room
@@ -561,6 +591,27 @@ mod tests {
 #[cfg(test)]
 mod batch_tests {
     use super::*;
+
+    /// While the writer cannot keep up (here there is no writer at all),
+    /// what waits for it stops growing at MAX_PENDING bytes, and the lines
+    /// past that are counted, not kept.
+    #[test]
+    fn waiting_lines_are_bounded() {
+        let (queue, _never_read) = crossbeam_channel::unbounded();
+        let writer = BatchWriter {
+            pending: Arc::new(Mutex::new(PendingLines::default())),
+            queue,
+        };
+        let line = "x".repeat(1023);
+        let lines = MAX_PENDING / 1024 + 100;
+        for _ in 0..lines {
+            writer.log(&Record::builder().args(format_args!("{line}")).build());
+        }
+        let pending = writer.pending.lock();
+        assert!(pending.text.len() <= MAX_PENDING, "{}", pending.text.len());
+        assert_eq!(pending.text.len() / 1024 + pending.dropped as usize, lines);
+        assert!(pending.dropped >= 100, "{}", pending.dropped);
+    }
 
     /// Many threads logging at once lose no line, and `flush` returns
     /// only when all of them are in the file.
