@@ -18,7 +18,7 @@
 //! resyncs as soon as the neighbour is back.
 
 use std::borrow::Borrow;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
@@ -29,9 +29,13 @@ use crossbeam_channel::{select, Receiver};
 
 use super::{detect_dead_peer, LinkState, Outgoing, LINK_BUFFER};
 use crate::auth::{self, HerdSecret};
-use crate::logging::ServerLog;
+use crate::logging::{Episode, ServerLog};
 use crate::protocol::{AtRecord, Escaped};
 use crate::store::Store;
+
+/// The most of one line from a neighbour the link's watcher reads at a
+/// time.
+const WATCH_LINE: u64 = 4096;
 
 /// The first wait after a failed connect; it doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
@@ -79,7 +83,7 @@ impl Link {
         loop {
             match self.connect() {
                 Ok(stream) => {
-                    backoff = MIN_BACKOFF;
+                    let connected = Instant::now();
                     // A poke from before this connection is stale.
                     while self.poke.try_recv().is_ok() {}
                     was_down_logged = false;
@@ -91,6 +95,13 @@ impl Link {
                         .info(format_args!("link to {} ({peer}) up", self.neighbour));
                     let ended = self.serve(stream);
                     self.close();
+                    // Only a link that stayed up starts its backoff over: a
+                    // neighbour that accepts and closes at once (its peer
+                    // port full, another secret) would otherwise be
+                    // reconnected, and resynced, every 50 ms.
+                    if connected.elapsed() >= MAX_BACKOFF {
+                        backoff = MIN_BACKOFF;
+                    }
                     self.log
                         .info(format_args!("link to {} ({peer}) down", self.neighbour));
                     if let Ended::Shutdown = ended {
@@ -299,13 +310,21 @@ impl Link {
                 let _tx = tx; // dropped on return: the sender sees `closed`.
                 let mut reader = BufReader::new(read_half);
                 let mut line = String::new();
+                // A neighbour has nothing to say on our link but `?` lines
+                // (README, Flooding); whatever it sends is read in bounded
+                // pieces and logged at most every 10 s.
+                let said = Episode::new(Duration::from_secs(10));
                 loop {
-                    match reader.read_line(&mut line) {
+                    match (&mut reader).take(WATCH_LINE).read_line(&mut line) {
                         Ok(0) => break,
-                        Ok(_) => log.warn(format_args!(
-                            "link {neighbour} <- {}",
-                            Escaped(line.trim_end_matches('\n'))
-                        )),
+                        Ok(_) => {
+                            if let Some(n) = said.occurred() {
+                                log.warn(format_args!(
+                                    "link {neighbour} <- {} ({n} line(s) since the last report)",
+                                    Escaped(line.trim_end_matches('\n'))
+                                ));
+                            }
+                        }
                         Err(e) => {
                             // Our own shutdown of the socket ends here
                             // too, as end-of-file; an error is the link

@@ -250,12 +250,18 @@ impl LinkState {
 
     /// Takes every record kept behind.
     fn take_behind(&self) -> Vec<Arc<AtRecord>> {
-        let mut behind = self.behind.lock();
-        if behind.is_empty() {
-            return Vec::new();
-        }
-        let taken = std::mem::take(&mut *behind);
-        drop(behind);
+        let capacity = {
+            let behind = self.behind.lock();
+            if behind.is_empty() {
+                return Vec::new();
+            }
+            behind.capacity()
+        };
+        // The next overload finds room for as many as this one left
+        // behind, allocated here, outside the lock, rather than growing
+        // (and rehashing every key) under it again.
+        let fresh = HashMap::with_capacity(capacity);
+        let taken = std::mem::replace(&mut *self.behind.lock(), fresh);
         taken.into_values().collect()
     }
 }
@@ -425,7 +431,13 @@ impl Flood {
                 Err(TrySendError::Full(outgoing)) => outgoing,
             };
             match who {
-                Source::Client(deadline) if !queue.state.stalled.load(Ordering::SeqCst) => {
+                // A link still sending its resync takes nothing from its
+                // queue until it is done: not worth waiting for, and not
+                // stalled either.
+                Source::Client(deadline)
+                    if queue.state.up.load(Ordering::SeqCst)
+                        && !queue.state.stalled.load(Ordering::SeqCst) =>
+                {
                     let takes = queue.state.takes.load(Ordering::SeqCst);
                     if let Err(outgoing) = queue.wait_for_room(full, deadline) {
                         // A link that took nothing in all that time is
