@@ -54,6 +54,12 @@ struct Slot {
     record: Arc<AtRecord>,
 }
 
+/// Whether a slot holds `client`'s record: the kept hash first, so the
+/// name is read only on a likely match.
+fn is_client(hash: u64, client: &str) -> impl Fn(&Slot) -> bool + Copy + '_ {
+    move |slot| slot.hash == hash && slot.record.update.client == client
+}
+
 /// A handle to the store; clones share the same records.
 #[derive(Clone, Default)]
 pub struct Store {
@@ -86,7 +92,7 @@ impl Store {
         let client = record.update.client.as_str();
         // Hashed before any lock is taken.
         let hash = self.hasher.hash_one(client);
-        let same = |slot: &Slot| slot.hash == hash && slot.record.update.client == client;
+        let same = is_client(hash, client);
         // Most records a busy herd offers are copies it already holds (the
         // flood reaches each server by several paths), so look first under
         // the shared lock, which readers hold together, and take the
@@ -128,9 +134,7 @@ impl Store {
         let hash = self.hasher.hash_one(client);
         self.records
             .read()
-            .find(hash, |slot| {
-                slot.hash == hash && slot.record.update.client == client
-            })
+            .find(hash, is_client(hash, client))
             .map(|slot| Arc::clone(&slot.record))
     }
 
