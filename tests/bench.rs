@@ -387,3 +387,84 @@ fn another_herd_from_a_command() {
         "{theirs}"
     );
 }
+
+/// `--rounds 2 --report DIR` measures everything twice, marks each
+/// measurement with its round, and writes a page that stands alone (SVG
+/// plots inline, no scripts, nothing loaded from elsewhere) naming every
+/// target, beside a `results.json` holding every measurement of the run.
+#[test]
+fn rounds_and_a_report_page() {
+    let dir = support::temp_dir("report");
+    let out_dir = dir.join("out");
+    let report = bench(&[
+        "iamat",
+        "-c",
+        "1,2",
+        "--vs-baseline",
+        "--rounds",
+        "2",
+        "--report",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(report.measurements.len(), 8, "{report:?}");
+    let rounds: Vec<u64> = report
+        .measurements
+        .iter()
+        .map(|m| m["round"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rounds, [1, 1, 1, 1, 2, 2, 2, 2]);
+
+    let page = std::fs::read_to_string(out_dir.join("index.html")).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page:.200}");
+    assert!(
+        page.matches("<svg").count() >= 2,
+        "a throughput and a latency plot"
+    );
+    assert!(page.contains("iamat: requests per second against connections"));
+    assert!(page.contains("IAMAT latency"));
+    for target in ["herd Riley (1 srv)", "baseline"] {
+        assert!(page.contains(target), "{target} missing");
+    }
+    for outside in ["<script", "<link", "src=", "@import"] {
+        assert!(!page.contains(outside), "page loads or runs {outside}");
+    }
+    assert!(page.contains("every request answered"), "the verdict");
+
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("results.json")).unwrap())
+            .unwrap();
+    assert_eq!(results["measurements"].as_array().unwrap().len(), 8);
+    assert_eq!(results["rounds"], 2);
+    assert!(results["cores"].as_u64().unwrap() >= 1);
+    assert!(results["command"].as_str().unwrap().contains("--rounds 2"));
+}
+
+/// A mode the other herd of `--herd-cmd` cannot take part in (flood needs
+/// our peer port) measures ours and says, in the report, that the other
+/// herd was not measured and why, instead of leaving it out silently.
+#[test]
+fn modes_the_other_herd_cannot_take_say_so() {
+    let dir = support::temp_dir("other-skip");
+    let config = support::process::herd_file(&dir, &["Riley"], &[]);
+    let out = run_bench(&[
+        "flood",
+        "--rate",
+        "50",
+        "--herd-cmd",
+        "true {name}",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let skipped = json["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1, "{json}");
+    assert!(
+        skipped[0]
+            .as_str()
+            .unwrap()
+            .starts_with("flood of the other herd"),
+        "{json}"
+    );
+    assert_eq!(json["measurements"][0]["target"], "herd Riley");
+}

@@ -22,6 +22,8 @@
 //! - [`spawn`]: herds, `places-stub` and baselines started as separate
 //!   processes on free loopback ports, so one command measures everything.
 //! - [`stats`]: the percentiles of latencies.
+//! - [`page`]: `--report DIR`, the run as a web page of SVG plots and
+//!   as `results.json`.
 //!
 //! Every loop is bounded in count and in time, and all traffic stays on
 //! loopback: `--addr` must be a loopback address.
@@ -34,6 +36,7 @@ mod flood;
 mod load;
 mod member;
 mod modes;
+mod page;
 mod spawn;
 mod stats;
 mod sustain;
@@ -120,7 +123,24 @@ more than a third; compare ratios within one run, not rates across runs.
 The last line says what was measured and why the exit status is what it is:
 0 when every request was answered and nothing was lost, 2 otherwise.
 
+Rounds and reports:
+  --rounds N repeats the whole mode N times on fresh herds; every round is a
+  row (its notes say round=N) and the warning above compares them.
+  --report DIR writes DIR/index.html, one self-contained page (no scripts, no
+  downloads) with SVG plots: requests/s against connections, latency and lag
+  percentiles, memory; each herd in its own colour, the baseline grey, every
+  round a dot and a bar from the lowest round to the highest. DIR/results.json
+  holds every figure, the command line, the time and the core count.
+
+Another herd:
+  --herd-cmd 'python3 server.py {name}' --config herd.json starts a second herd
+  (an asyncio one, a student's) and loads it right after ours, in the same run:
+  iamat, oneshot and conns measure it; whatsat, flood and sustain need our
+  Places stand-in or our peer port and say \"not measured\" for it.
+
 Examples:
+  proxy-herd-bench all --herd-cmd 'python3 server.py {name}' --config herd.json \\
+      --rounds 3 --report out/
   proxy-herd-bench iamat -c 16,64 -d 10 --vs-baseline
   proxy-herd-bench iamat --servers 5 -c 16 --vs-baseline
   proxy-herd-bench flood --rate 200 -d 10 --vs-baseline
@@ -228,13 +248,25 @@ pub struct Options {
     /// command, once per server of --config, and measure it beside ours:
     /// {name}, {port} and {config} are replaced by the server's name, its
     /// client port and the herd file's path; the command runs in the
-    /// current folder. Used by iamat, oneshot and conns.
+    /// current folder. iamat, oneshot and conns measure it; the other
+    /// modes say why they do not.
     #[arg(long, global = true, value_name = "COMMAND", requires = "config")]
     pub herd_cmd: Option<String>,
 
     /// The herd file of --herd-cmd's herd: its servers, ports and links.
     #[arg(long, global = true, value_name = "HERD.json")]
     pub config: Option<PathBuf>,
+
+    /// Run the whole mode this many times (1-20), each round on fresh
+    /// herds; the table and the report show the spread between rounds.
+    #[arg(long, global = true, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub rounds: u32,
+
+    /// Also write DIR/index.html (one self-contained page of SVG plots and
+    /// tables) and DIR/results.json (every figure); DIR is created.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub report: Option<PathBuf>,
 }
 
 fn parse_servers(text: &str) -> Result<usize, String> {
@@ -387,6 +419,8 @@ pub struct Measurement {
     pub extra: Map<String, Value>,
     /// The first error seen, if any.
     pub first_error: Option<String>,
+    /// Which round of `--rounds` measured it, from 1.
+    pub round: u32,
 }
 
 /// A herd measurement held against its reference.
@@ -411,6 +445,9 @@ pub struct Report {
     pub measurements: Vec<Measurement>,
     /// Herd vs. baseline (or vs. direct stub) figures.
     pub comparisons: Vec<Comparison>,
+    /// What was asked for but not measured, and why (a mode the other
+    /// herd of `--herd-cmd` cannot take part in).
+    pub skipped: Vec<String>,
 }
 
 impl Report {
@@ -441,12 +478,13 @@ impl Report {
     pub fn table(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "{}", header());
+        let rounds = self.measurements.iter().any(|m| m.round > 1);
         for m in &self.measurements {
             let _ = writeln!(out, "{}", row(m));
-            let notes: Vec<String> = m
-                .extra
-                .iter()
-                .map(|(k, v)| format!("{k}={}", show(v)))
+            let notes: Vec<String> = rounds
+                .then(|| format!("round={}", m.round))
+                .into_iter()
+                .chain(m.extra.iter().map(|(k, v)| format!("{k}={}", show(v))))
                 .chain(m.first_error.iter().map(|e| format!("first error: {e}")))
                 .collect();
             out.push_str(&wrapped(&notes, "    ", " "));
@@ -468,6 +506,9 @@ impl Report {
                 out.push_str(&wrapped(&figures, "    ", ",  "));
             }
         }
+        for skipped in &self.skipped {
+            let _ = writeln!(out, "not measured: {skipped}");
+        }
         for warning in self.disagreements() {
             let _ = writeln!(out, "{warning}");
         }
@@ -477,7 +518,7 @@ impl Report {
 
     /// Warnings for measurements repeated with the same mode, target and
     /// setting whose rates differ by more than a third.
-    fn disagreements(&self) -> Vec<String> {
+    pub fn disagreements(&self) -> Vec<String> {
         let mut rounds: BTreeMap<(&str, &str, &str), Vec<f64>> = BTreeMap::new();
         for m in &self.measurements {
             rounds
@@ -504,7 +545,7 @@ impl Report {
 
     /// One line: how many measurements of which modes, and why the exit
     /// status is 0 or 2.
-    fn verdict(&self) -> String {
+    pub fn verdict(&self) -> String {
         let mut modes: Vec<&str> = Vec::new();
         for m in &self.measurements {
             if !modes.contains(&m.mode.as_str()) {
@@ -528,13 +569,28 @@ impl Report {
             modes.join(", ")
         );
         if self.clean() {
-            format!("{what}: every request answered, nothing lost (exit status 0)")
-        } else {
-            format!(
-                "{what}: {errors} error(s), {lost} update(s) lost, {unverified} flood check(s) \
-                 failed (exit status 2; the notes above say where)"
-            )
+            return format!("{what}: every request answered, nothing lost (exit status 0)");
         }
+        // Which targets failed: with --herd-cmd, the other herd's errors
+        // are its own, and the line should say so.
+        let mut failed: Vec<String> = Vec::new();
+        for m in &self.measurements {
+            if m.errors > 0 || m.extra.get("lost").and_then(Value::as_u64).unwrap_or(0) > 0 {
+                let name = format!("{} {}", m.target, m.mode);
+                if !failed.contains(&name) {
+                    failed.push(name);
+                }
+            }
+        }
+        let failed = if failed.is_empty() {
+            String::new()
+        } else {
+            format!(", in {}", failed.join("; "))
+        };
+        format!(
+            "{what}: {errors} error(s), {lost} update(s) lost, {unverified} flood check(s) \
+             failed{failed} (exit status 2; the notes above say where)"
+        )
     }
 }
 
@@ -697,6 +753,19 @@ impl Ctx {
         )
     }
 
+    /// Notes, once, that the other herd of `--herd-cmd` is not measured
+    /// by `mode`, and why.
+    fn skip_other(&self, report: &mut Report, mode: &str, why: &str) {
+        if self.o.herd_cmd.is_none() {
+            return;
+        }
+        let note = format!("{mode} of the other herd (--herd-cmd): {why}");
+        if !report.skipped.contains(&note) {
+            self.progress(format_args!("  not measured: {note}"));
+            report.skipped.push(note);
+        }
+    }
+
     /// Records a measurement and shows it as a progress line.
     fn record(&self, report: &mut Report, m: Measurement) {
         self.progress(format_args!("{}", row(&m)));
@@ -726,15 +795,25 @@ pub fn run(cli: &Cli) -> Result<Report, String> {
     let ctx = Ctx::new(&cli.opts)?;
     let mut report = Report::default();
     ctx.progress(format_args!("{}", header()));
-    match &cli.mode {
-        Mode::Iamat => modes::iamat(&ctx, false, &mut report)?,
-        Mode::Oneshot => modes::iamat(&ctx, true, &mut report)?,
-        Mode::Whatsat(args) => modes::whatsat(&ctx, args, &mut report)?,
-        Mode::Flood(args) => modes::flood(&ctx, args, &mut report)?,
-        Mode::Sustain(args) => modes::sustain(&ctx, args, &mut report)?,
-        Mode::Conns(args) => modes::conns(&ctx, args, &mut report)?,
-        Mode::Baseline(_) => modes::baseline(&ctx, &mut report)?,
-        Mode::All(args) => modes::all(&ctx, args, &mut report)?,
+    let rounds = cli.opts.rounds;
+    for round in 1..=rounds {
+        if rounds > 1 {
+            ctx.progress(format_args!("round {round} of {rounds}"));
+        }
+        let first = report.measurements.len();
+        match &cli.mode {
+            Mode::Iamat => modes::iamat(&ctx, false, &mut report)?,
+            Mode::Oneshot => modes::iamat(&ctx, true, &mut report)?,
+            Mode::Whatsat(args) => modes::whatsat(&ctx, args, &mut report)?,
+            Mode::Flood(args) => modes::flood(&ctx, args, &mut report)?,
+            Mode::Sustain(args) => modes::sustain(&ctx, args, &mut report)?,
+            Mode::Conns(args) => modes::conns(&ctx, args, &mut report)?,
+            Mode::Baseline(_) => modes::baseline(&ctx, &mut report)?,
+            Mode::All(args) => modes::all(&ctx, args, &mut report)?,
+        }
+        for m in &mut report.measurements[first..] {
+            m.round = round;
+        }
     }
     Ok(report)
 }
@@ -743,6 +822,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
         Ok(report) => {
+            if let (Some(dir), false) = (&cli.opts.report, report.is_empty()) {
+                match page::write(dir, &report, std::env::args()) {
+                    Ok(index) => {
+                        if !cli.opts.quiet {
+                            eprintln!("report: {}", index.display());
+                        }
+                    }
+                    Err(message) => {
+                        eprintln!("proxy-herd-bench: --report {}: {message}", dir.display());
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
             if !report.is_empty() {
                 if cli.opts.json {
                     print!("{}", report.json());

@@ -202,6 +202,7 @@ fn measurement(mode: &str, target: &str, setting: &str, out: load::Outcome) -> M
         latency: Latency::from_nanos(out.latencies),
         extra: Map::new(),
         first_error: out.first_error,
+        round: 1,
     }
 }
 
@@ -348,6 +349,11 @@ pub(super) fn whatsat(ctx: &Ctx, args: &WhatsatArgs, report: &mut Report) -> Res
     if !(1..=20).contains(&args.bound) {
         return Err(format!("--bound {} is not between 1 and 20", args.bound));
     }
+    ctx.skip_other(
+        report,
+        "whatsat",
+        "it needs a herd pointed at our Places stand-in",
+    );
     let target = ctx.target(ctx.o.addr.is_none())?;
     let stub_url = match (&args.stub_url, &target.stub_url) {
         (Some(url), _) | (None, Some(url)) => url.clone(),
@@ -455,6 +461,7 @@ fn flood_measurement(target: &str, setting: &str, hops: usize, out: flood::Outco
         latency: Latency::from_nanos(out.latencies),
         extra,
         first_error: out.first_error,
+        round: 1,
     }
 }
 
@@ -467,6 +474,11 @@ pub(super) fn flood(ctx: &Ctx, args: &FloodArgs, report: &mut Report) -> Result<
             args.rate
         ));
     }
+    ctx.skip_other(
+        report,
+        "flood",
+        "the bench joins our herd through a peer port, which the protocol leaves to each herd",
+    );
     let (listener, near, herd, label, _spawned) = match &args.herd {
         Some(file) => {
             let herd = Herd::from_file(file).map_err(|e| e.to_string())?;
@@ -614,6 +626,7 @@ fn conns_measurement(target: &str, n: usize, out: conns::Outcome) -> Measurement
         latency: None,
         extra,
         first_error: out.first_error,
+        round: 1,
     }
 }
 
@@ -728,6 +741,11 @@ pub(super) fn sustain(ctx: &Ctx, args: &SustainArgs, report: &mut Report) -> Res
             args.patience
         ));
     }
+    ctx.skip_other(
+        report,
+        "sustain",
+        "the bench joins our herd through a peer port, which the protocol leaves to each herd",
+    );
     let me = "Bench";
     let mut procs = Procs::new("baseline", false)?;
     let mut base: Option<Server> = None;
@@ -856,6 +874,7 @@ fn sustain_measurement(
         latency: Latency::from_nanos(out.lags),
         extra,
         first_error: out.first_error,
+        round: 1,
     }
 }
 
