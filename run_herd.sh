@@ -10,7 +10,10 @@ Usage: ./run_herd.sh COMMAND [NAME...]
 Commands:
   start [NAME...]    build the release binaries if needed, start the herd's
                      servers (all, or the ones named) in the background and
-                     wait until each answers; print the herd's addresses
+                     wait until each answers; print the herd's addresses.
+                     Of a herd file whose servers are on several machines it
+                     starts those whose host is an address of this machine,
+                     and says which it skipped
   stop [NAME...]     stop the servers named, or everything this script
                      started (every server and places-stub)
   restart [NAME...]  stop, then start (all if no NAME)
@@ -28,6 +31,10 @@ server must prove it before a neighbour takes its AT lines, so nobody
 else who reaches a peer port can forge a location. Set HERD_AUTH=off when
 some servers of the herd are started another way (a grader's own), which
 could not prove it.
+
+A herd over several machines: give every machine the same herd file
+(HERD_CONFIG), with each server's host one of its machine's addresses, and
+the same HERD_SECRET, then run start on each.
 
 Environment:
   GOOGLE_PLACES_API_KEY  the Places key. If unset or empty, start runs
@@ -123,18 +130,31 @@ recorded_config() {
     fi
 }
 
-# Fills NAMES, HOSTS, PORTS and PEERS from `proxy-herd --list-herd`.
-NAMES=() HOSTS=() PORTS=() PEERS=()
+# Fills NAMES, HOSTS, PORTS, PEERS and PLACES from `proxy-herd
+# --list-herd`. PLACES[i] is "here" when server i's host is an address of
+# this machine, "elsewhere" when the herd file puts it on another one.
+NAMES=() HOSTS=() PORTS=() PEERS=() PLACES=()
 load_herd() {
-    local config=$1 listing name host port peer
+    local config=$1 listing name host port peer place
     local args=(--list-herd)
     [[ -n "$config" ]] && args+=(--config "$config")
     [[ -x "$HERD_BIN" ]] || die "$HERD_BIN is not built yet: run ./run_herd.sh start"
     listing=$("$HERD_BIN" "${args[@]}") || die "cannot read the herd${config:+ from $config}"
-    NAMES=() HOSTS=() PORTS=() PEERS=()
-    while read -r name host port peer; do
-        NAMES+=("$name") HOSTS+=("$host") PORTS+=("$port") PEERS+=("$peer")
+    NAMES=() HOSTS=() PORTS=() PEERS=() PLACES=()
+    while read -r name host port peer place; do
+        NAMES+=("$name") HOSTS+=("$host") PORTS+=("$port") PEERS+=("$peer") PLACES+=("$place")
     done <<<"$listing"
+}
+
+# "Name (host), Name (host)" for the servers of the herd whose hosts are
+# other machines'; empty when the whole herd is here.
+elsewhere_list() {
+    local i out=()
+    for i in "${!NAMES[@]}"; do
+        [[ "${PLACES[$i]}" == here ]] || out+=("${NAMES[$i]} (${HOSTS[$i]})")
+    done
+    local IFS=,
+    printf '%s' "${out[*]}" | sed 's/,/, /g'
 }
 
 # The index of server NAME in NAMES, or a clear error.
@@ -342,10 +362,29 @@ cmd_start() {
     load_herd "$config"
     mkdir -p "$LOG_DIR" "$PID_DIR"
     printf '%s\n' "$config" >"$PID_DIR/herd-config"
+    # A herd over several machines: each machine starts the servers whose
+    # hosts are its own, and the herd file is the same everywhere.
+    local elsewhere
+    elsewhere=$(elsewhere_list)
     if (($# == 0)); then
-        wanted=("${!NAMES[@]}")
+        for i in "${!NAMES[@]}"; do
+            [[ "${PLACES[$i]}" == here ]] && wanted+=("$i")
+        done
+        ((${#wanted[@]} > 0)) ||
+            die "no server of $(herd_named "$config") has a host of this machine: start it on the machines its hosts name ($elsewhere)"
     else
-        for name in "$@"; do wanted+=("$(index_of "$name")"); done
+        for name in "$@"; do
+            i=$(index_of "$name")
+            [[ "${PLACES[$i]}" == here ]] ||
+                die "$name's host ${HOSTS[$i]} is not an address of this machine: start $name there"
+            wanted+=("$i")
+        done
+    fi
+    if [[ -n "$elsewhere" && "$HERD_AUTH" == on && -z "${HERD_SECRET:-}" ]]; then
+        die "$(herd_named "$config") spans machines ($elsewhere run elsewhere), so every machine must prove the same secret: set HERD_SECRET to one value on all of them, e.g. export HERD_SECRET=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n'), or set HERD_AUTH=off"
+    fi
+    if [[ -n "$elsewhere" && $# -eq 0 ]]; then
+        echo "Starting the servers whose hosts are this machine's; skipped, as their hosts are other machines': $elsewhere"
     fi
 
     local config_args=()
@@ -399,12 +438,14 @@ cmd_start() {
     echo "The herd (logs in $(shown logs), PIDs in $(shown run)):"
     printf '  %-10s %-22s %s\n' SERVER 'CLIENT PORT' 'PEER PORT'
     for i in "${!NAMES[@]}"; do
-        printf '  %-10s %-22s %s\n' "${NAMES[$i]}" "${HOSTS[$i]}:${PORTS[$i]}" "${HOSTS[$i]}:${PEERS[$i]}"
+        printf '  %-10s %-22s %s%s\n' "${NAMES[$i]}" "${HOSTS[$i]}:${PORTS[$i]}" "${HOSTS[$i]}:${PEERS[$i]}" \
+            "$([[ "${PLACES[$i]}" == here ]] || echo '   (another machine)')"
     done
     echo
+    local first=${wanted[0]} last=${wanted[-1]}
     cat <<EOF
-Try:  printf 'IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 %s\n' "\$(date +%s.%N)" | nc -N ${HOSTS[0]} ${PORTS[0]}
-then: printf 'WHATSAT kiwi.cs.ucla.edu 10 3\n' | nc -N ${HOSTS[-1]} ${PORTS[-1]}
+Try:  printf 'IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 %s\n' "\$(date +%s.%N)" | nc -N ${HOSTS[$first]} ${PORTS[$first]}
+then: printf 'WHATSAT kiwi.cs.ucla.edu 10 3\n' | nc -N ${HOSTS[$last]} ${PORTS[$last]}
 EOF
 }
 
@@ -446,6 +487,8 @@ cmd_status() {
         if pid=$(pid_of "${NAMES[$i]}"); then
             printf '%-12s running (PID %s)  clients %s:%s  peers %s:%s\n' "${NAMES[$i]}" "$pid" \
                 "${HOSTS[$i]}" "${PORTS[$i]}" "${HOSTS[$i]}" "${PEERS[$i]}"
+        elif [[ "${PLACES[$i]}" != here ]]; then
+            printf '%-12s on another machine (%s)\n' "${NAMES[$i]}" "${HOSTS[$i]}"
         else
             printf '%-12s stopped\n' "${NAMES[$i]}"
         fi

@@ -400,9 +400,10 @@ fn a_server_that_does_not_come_up_is_named() {
 }
 
 /// `proxy-herd --list-herd`, which the script reads, prints one `NAME HOST
-/// PORT PEER_PORT` line per server in client-port order: the built-in
-/// herd of PROTOCOL.md §1, or the servers of `--config`. It cannot be
-/// combined with a server name.
+/// PORT PEER_PORT WHERE` line per server in client-port order: the
+/// built-in herd of the README's protocol, or the servers of `--config`,
+/// each `here` on loopback and `elsewhere` on an address this machine
+/// does not have. It cannot be combined with a server name.
 #[test]
 fn list_herd_prints_the_servers() {
     let out = Command::new(HERD_BIN).arg("--list-herd").output().unwrap();
@@ -411,7 +412,7 @@ fn list_herd_prints_the_servers() {
     let expected: String = FIVE
         .iter()
         .zip(12000..)
-        .map(|(name, port)| format!("{name} 127.0.0.1 {port} {}\n", port + 10000))
+        .map(|(name, port)| format!("{name} 127.0.0.1 {port} {} here\n", port + 10000))
         .collect();
     assert_eq!(stdout, expected);
 
@@ -433,6 +434,27 @@ fn list_herd_prints_the_servers() {
             "{stdout}"
         );
     }
+
+    // 192.0.2.0/24 is set aside for documentation: no machine has it.
+    let dir = temp_dir("script-list-far");
+    let file = dir.join("far.json");
+    std::fs::write(
+        &file,
+        r#"{"servers": {"Near": {"host": "127.0.0.1", "port": 23999},
+                        "Far": {"host": "192.0.2.7", "port": 24000}},
+            "links": [["Near", "Far"]]}"#,
+    )
+    .unwrap();
+    let out = Command::new(HERD_BIN)
+        .args(["--list-herd", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        texts(&out).0,
+        "Near 127.0.0.1 23999 33999 here\nFar 192.0.2.7 24000 34000 elsewhere\n"
+    );
 
     let out = Command::new(HERD_BIN)
         .args(["--list-herd", "Riley"])

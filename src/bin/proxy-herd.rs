@@ -33,8 +33,10 @@ struct Args {
     #[arg(value_name = "NAME")]
     name: Option<String>,
 
-    /// Print the herd's servers, one `NAME HOST PORT PEER_PORT` line each
-    /// in client-port order, and exit (run_herd.sh reads this).
+    /// Print the herd's servers, one `NAME HOST PORT PEER_PORT WHERE` line
+    /// each in client-port order, and exit (run_herd.sh reads this). WHERE
+    /// is `here` when HOST is an address of this machine (one it can bind
+    /// to), `elsewhere` when not.
     #[arg(long, conflicts_with = "name")]
     list_herd: bool,
 
@@ -209,6 +211,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether `host` names an address of this machine: one a socket can be
+/// bound to. Asking the kernel is the one answer that agrees with what
+/// the server will do when it binds there.
+fn is_here(host: &str) -> bool {
+    use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+    (host, 0)
+        .to_socket_addrs()
+        .into_iter()
+        .flatten()
+        .any(|a| TcpListener::bind(SocketAddr::new(a.ip(), 0)).is_ok())
+}
+
 fn run(args: Args) -> Result<(), String> {
     let herd = match &args.config {
         Some(path) => Herd::from_file(path).map_err(|e| e.to_string())?,
@@ -218,7 +232,12 @@ fn run(args: Args) -> Result<(), String> {
         let mut specs: Vec<_> = herd.servers().collect();
         specs.sort_by_key(|s| (s.port, s.host.clone()));
         for s in specs {
-            println!("{} {} {} {}", s.name, s.host, s.port, s.peer_port);
+            let place = if is_here(&s.host) {
+                "here"
+            } else {
+                "elsewhere"
+            };
+            println!("{} {} {} {} {place}", s.name, s.host, s.port, s.peer_port);
         }
         return Ok(());
     }

@@ -2,6 +2,7 @@
 //! and clients that talk to them over real sockets.
 #![allow(dead_code)] // each test file uses a different part of this
 
+pub mod netns;
 pub mod own_harness;
 pub mod ports;
 pub mod process;
