@@ -81,6 +81,8 @@ struct Inner {
     /// Set while appends fail; `failures` counts them for the reports.
     failing: AtomicBool,
     failures: Episode,
+    /// Every failed append since start, for the metrics.
+    failed_total: AtomicU64,
     store: Store,
     log: ServerLog,
 }
@@ -218,6 +220,7 @@ impl Journal {
             wake,
             torn: AtomicBool::new(false),
             failing: AtomicBool::new(false),
+            failed_total: AtomicU64::new(0),
             failures: Episode::new(std::time::Duration::from_secs(10)),
             store: store.clone(),
             log: log.clone(),
@@ -268,6 +271,7 @@ impl Journal {
         if let Err(e) = (&*file).write_all(entry.as_bytes()) {
             inner.torn.store(true, Ordering::SeqCst);
             inner.failing.store(true, Ordering::SeqCst);
+            inner.failed_total.fetch_add(1, Ordering::Relaxed);
             if let Some(n) = inner.failures.occurred() {
                 let message = format!(
                     "journal {}: {n} append(s) failed since the last report ({e}); \
@@ -295,9 +299,15 @@ impl Journal {
         Ok(())
     }
 
-    /// How many bytes the journal file holds now (for tests and logs).
+    /// How many bytes the journal file holds now (for tests, logs and
+    /// metrics).
     pub fn size(&self) -> u64 {
         self.inner.size.load(Ordering::Relaxed)
+    }
+
+    /// How many appends have failed since the journal was opened.
+    pub fn failed_appends(&self) -> u64 {
+        self.inner.failed_total.load(Ordering::Relaxed)
     }
 }
 

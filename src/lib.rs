@@ -36,6 +36,8 @@
 //!   handshake.
 //! - [`herd`]: the herd file, read raw and validated in one place.
 //! - [`logging`]: each server's `<Name>.log`, through fern.
+//! - [`metrics`]: what a server counts, served in the Prometheus text
+//!   format on a port of its own (`--metrics-addr`).
 //!
 //! The library is the server. `src/bin/proxy-herd.rs` is its program:
 //! it parses flags, binds, calls [`server::start`] and waits for a
@@ -71,6 +73,7 @@ pub mod flood;
 pub mod herd;
 pub mod journal;
 pub mod logging;
+pub mod metrics;
 pub mod places;
 pub mod protocol;
 pub mod server;

@@ -45,6 +45,7 @@ use std::fmt::{self, Write as _};
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::SystemTime;
@@ -61,6 +62,8 @@ pub struct ServerLog {
     /// The writer thread's queue, for [`ServerLog::reopen`]; `None` for a
     /// log that discards.
     writer: Option<Sender<ToWriter>>,
+    /// Lines lost to failed writes since start, for the metrics.
+    lost: Arc<AtomicU64>,
 }
 
 /// How big a log file may grow, and how many old ones are kept.
@@ -83,7 +86,8 @@ impl ServerLog {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(format!("{name}.log"));
         let file = open_log(&path)?;
-        let writer = BatchWriter::start(file, path.clone(), files, name)?;
+        let lost = Arc::new(AtomicU64::new(0));
+        let writer = BatchWriter::start(file, path.clone(), files, name, Arc::clone(&lost))?;
         let control = writer.queue.clone();
         let (_, sink) = fern::Dispatch::new()
             .level(LevelFilter::Info)
@@ -101,6 +105,7 @@ impl ServerLog {
             ServerLog {
                 sink: Arc::from(sink),
                 writer: Some(control),
+                lost,
             },
             path,
         ))
@@ -112,6 +117,7 @@ impl ServerLog {
         ServerLog {
             sink: Arc::from(sink),
             writer: None,
+            lost: Arc::default(),
         }
     }
 
@@ -125,6 +131,11 @@ impl ServerLog {
                 let _ = wait.recv();
             }
         }
+    }
+
+    /// How many lines failed writes have lost since the log was opened.
+    pub fn lines_lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
     }
 
     fn write(&self, level: Level, args: fmt::Arguments<'_>) {
@@ -298,6 +309,7 @@ impl BatchWriter {
         path: PathBuf,
         files: LogFiles,
         name: &str,
+        lost_total: Arc<AtomicU64>,
     ) -> io::Result<BatchWriter> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let pending = Arc::new(Mutex::new(PendingLines {
@@ -313,6 +325,7 @@ impl BatchWriter {
             size,
             torn: false,
             lost: 0,
+            lost_total,
             failures: Episode::new(FAILURE_REPORT_EVERY),
         };
         thread::Builder::new()
@@ -337,6 +350,8 @@ struct LogFile {
     /// Lines lost (to failed writes, or dropped while the writer could not
     /// keep up) since the last write that worked.
     lost: u64,
+    /// Every line lost since start, shared with [`ServerLog::lines_lost`].
+    lost_total: Arc<AtomicU64>,
     failures: Episode,
 }
 
@@ -370,7 +385,9 @@ impl LogFile {
             Err(e) => {
                 // A write cut short leaves part of a line behind.
                 self.torn = true;
-                self.lost += out.bytes().filter(|&b| b == b'\n').count() as u64;
+                let lines = out.bytes().filter(|&b| b == b'\n').count() as u64;
+                self.lost += lines;
+                self.lost_total.fetch_add(lines, Ordering::Relaxed);
                 if let Some(times) = self.failures.occurred() {
                     crate::logging::to_stderr(format_args!(
                         "cannot write the log {}: {e} ({times} failed writes since the last report, {} lines lost so far)",
@@ -487,6 +504,7 @@ fn write_batches(target: &mut LogFile, pending: &Pending, queue: &Receiver<ToWri
             std::mem::take(&mut pending.dropped)
         };
         target.lost += dropped;
+        target.lost_total.fetch_add(dropped, Ordering::Relaxed);
         target.write(&out);
         out.clear();
         if !reopens.is_empty() {

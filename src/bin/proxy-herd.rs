@@ -40,6 +40,12 @@ struct Args {
     #[arg(long, conflicts_with = "name")]
     list_herd: bool,
 
+    /// Serve metrics in the Prometheus text format at
+    /// http://HOST:PORT/metrics, a port of its own (off by default; the
+    /// client and peer ports never carry them).
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_addr: Option<String>,
+
     /// Herd file (JSON) replacing the built-in five-server herd on
     /// 127.0.0.1:12000-12004 (peer ports 22000-22004).
     #[arg(long, value_name = "HERD.json")]
@@ -284,7 +290,12 @@ fn run(args: Args) -> Result<(), String> {
     };
     // Bind before opening the log, so a port in use fails with nothing
     // else done.
-    let listeners = Listeners::bind(&spec).map_err(|e| e.to_string())?;
+    let mut listeners = Listeners::bind(&spec).map_err(|e| e.to_string())?;
+    if let Some(addr) = &args.metrics_addr {
+        listeners = listeners
+            .with_metrics(addr.as_str())
+            .map_err(|e| format!("--metrics-addr: {e}"))?;
+    }
     let files = LogFiles {
         max_bytes: args.log_max_bytes,
         keep: args.log_keep,
@@ -321,11 +332,15 @@ fn run(args: Args) -> Result<(), String> {
     // run_herd.sh waits for "serving clients": it means both ports are
     // bound and the server is up.
     proxy_herd::logging::to_stderr(format_args!(
-        "{} serving clients on {}, neighbours on {}, log {}",
+        "{} serving clients on {}, neighbours on {}, log {}{}",
         spec.name,
         server.client_addr(),
         server.peer_addr(),
-        log_path.display()
+        log_path.display(),
+        server
+            .metrics_addr()
+            .map(|a| format!(", metrics on http://{a}/metrics"))
+            .unwrap_or_default()
     ));
 
     let _ = signal_rx.recv();

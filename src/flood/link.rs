@@ -30,6 +30,7 @@ use crossbeam_channel::{select, Receiver};
 use super::{detect_dead_peer, LinkState, Outgoing, LINK_BUFFER};
 use crate::auth::{self, HerdSecret};
 use crate::logging::{Episode, ServerLog};
+use crate::metrics::LinkMetrics;
 use crate::protocol::{AtRecord, Escaped};
 use crate::store::Store;
 
@@ -65,6 +66,7 @@ pub(super) struct Link {
     pub(super) poke: Receiver<()>,
     pub(super) store: Store,
     pub(super) log: ServerLog,
+    pub(super) metrics: LinkMetrics,
     pub(super) shutdown: Receiver<()>,
 }
 
@@ -183,11 +185,15 @@ impl Link {
                 return Ended::Broken;
             }
         }
+        self.metrics.connects.inc();
         let closed = self.watch(&stream);
         // Open the queue, then read the store: a record stored from now on
         // is queued, and one stored before is in the snapshot. The fence
         // pairs with the one in `Flood::send`, so that a sender that still
         // saw the queue closed stored its record before our snapshot.
+        self.state
+            .taken_at_ms
+            .store(super::unix_ms(), Ordering::Relaxed);
         self.state.open.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         // Stray records from before are in the snapshot too.
@@ -202,6 +208,7 @@ impl Link {
                 }
             }
             drop(snapshot);
+            self.metrics.resyncs.inc();
             self.state.up.store(true, Ordering::SeqCst);
             let mut batch: Vec<Outgoing> = Vec::with_capacity(BATCH);
             loop {
@@ -259,6 +266,9 @@ impl Link {
         };
         // Wakes the watcher thread, which then ends.
         let _ = stream.shutdown(Shutdown::Both);
+        if let Ended::Broken = ended {
+            self.metrics.disconnects.inc();
+        }
         ended
     }
 
@@ -275,6 +285,7 @@ impl Link {
         }
         match writer.write_all(buf.as_bytes()) {
             Ok(()) => {
+                self.metrics.sent.inc_by(records.len() as u64);
                 for record in records {
                     self.log.info(format_args!(
                         "link {} -> {}",

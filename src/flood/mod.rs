@@ -84,6 +84,7 @@ use parking_lot::{Condvar, Mutex};
 use crate::auth::HerdSecret;
 use crate::herd::ServerSpec;
 use crate::logging::ServerLog;
+use crate::metrics::{LinkSnapshot, Metrics};
 use crate::protocol::AtRecord;
 use crate::store::Store;
 
@@ -215,6 +216,11 @@ struct LinkState {
     /// How many client threads wait for room in the queue, so the link
     /// only takes `room_lock` when someone is there to wake.
     waiting_for_room: AtomicUsize,
+    /// When the link last emptied its queue and behind-map, in
+    /// milliseconds since the Unix epoch. A take empties the queue (it
+    /// holds no more than a batch), so whatever waits now arrived after
+    /// it: the time since then bounds the oldest waiting record's age.
+    taken_at_ms: AtomicU64,
     /// With `room`, where client threads sleep until the link makes room.
     /// Not crossbeam's blocking send: it spins and yields before it
     /// sleeps, and with dozens of clients waiting that spinning took a
@@ -240,6 +246,7 @@ impl LinkState {
     /// Called by the link after it took records from the queue: wakes the
     /// client threads waiting for room, if any.
     fn made_room(&self) {
+        self.taken_at_ms.store(unix_ms(), Ordering::Relaxed);
         self.takes.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         if self.waiting_for_room.load(Ordering::SeqCst) > 0 {
@@ -459,6 +466,30 @@ impl Flood {
         self.queues.iter().any(Queue::open)
     }
 
+    /// Each link's state for a metrics scrape: up, what it holds waiting
+    /// and for how long at most. Takes each link's behind-map lock, once
+    /// per scrape.
+    pub fn links(&self) -> Vec<LinkSnapshot> {
+        let now = unix_ms();
+        self.queues
+            .iter()
+            .map(|q| {
+                let waiting = q.tx.len() + q.state.behind.lock().len();
+                let taken = q.state.taken_at_ms.load(Ordering::Relaxed);
+                LinkSnapshot {
+                    neighbour: q.neighbour.clone(),
+                    up: q.state.up.load(Ordering::SeqCst),
+                    waiting,
+                    oldest_seconds: if waiting == 0 {
+                        0.0
+                    } else {
+                        now.saturating_sub(taken) as f64 / 1000.0
+                    },
+                }
+            })
+            .collect()
+    }
+
     /// How many records each link holds waiting (queued and behind), by
     /// neighbour. For tests and diagnostics; takes each link's lock.
     pub fn waiting(&self) -> Vec<(String, usize)> {
@@ -513,17 +544,40 @@ impl Delivery {
     }
 }
 
+/// Milliseconds since the Unix epoch.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What every link thread is started with, beside its neighbour.
+pub struct LinkContext<'a> {
+    /// This server's name.
+    pub me: &'a str,
+    pub store: &'a Store,
+    pub log: &'a ServerLog,
+    pub secret: Option<&'a HerdSecret>,
+    pub metrics: &'a Metrics,
+    /// Dropping its sender ends the link threads.
+    pub shutdown: &'a Receiver<()>,
+}
+
 /// Starts one link thread per neighbour.
 /// The threads end when `shutdown`'s sender is dropped. With a `secret`,
 /// each link proves it to the neighbour before sending (see `auth`).
 pub fn start(
-    me: &str,
     neighbours: &[ServerSpec],
-    store: &Store,
-    log: &ServerLog,
-    secret: Option<&HerdSecret>,
-    shutdown: &Receiver<()>,
+    ctx: LinkContext<'_>,
 ) -> std::io::Result<(Flood, Vec<JoinHandle<()>>)> {
+    let LinkContext {
+        me,
+        store,
+        log,
+        secret,
+        metrics,
+        shutdown,
+    } = ctx;
     let mut queues = Vec::new();
     let mut threads = Vec::new();
     for spec in neighbours {
@@ -547,6 +601,7 @@ pub fn start(
             poke: poke_rx,
             store: store.clone(),
             log: log.clone(),
+            metrics: metrics.link(&spec.name),
             shutdown: shutdown.clone(),
         };
         let thread = thread::Builder::new()
@@ -618,12 +673,15 @@ mod tests {
         fn start(neighbours: &[ServerSpec], store: &Store) -> Running {
             let (stop, stop_rx) = crossbeam_channel::bounded(0);
             let (flood, threads) = start(
-                "A",
                 neighbours,
-                store,
-                &ServerLog::discard(),
-                None,
-                &stop_rx,
+                LinkContext {
+                    me: "A",
+                    store,
+                    log: &ServerLog::discard(),
+                    secret: None,
+                    metrics: &Metrics::new(),
+                    shutdown: &stop_rx,
+                },
             )
             .unwrap();
             Running {

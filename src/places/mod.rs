@@ -133,15 +133,16 @@ impl Places {
 
     /// The JSON for a WHATSAT reply: Places' answer for `radius_m` metres
     /// around `location`, `results` cut to `bound`, with the reply's
-    /// newline rule applied (PROTOCOL.md §4). A failed request gives an
-    /// error object of the same shape. Logs the request and its outcome.
+    /// newline rule applied (the README's WHATSAT). A failed request gives
+    /// an error object of the same shape. Logs the request and its
+    /// outcome.
     pub fn nearby(
         &self,
         location: &Location,
         radius_m: u32,
         bound: usize,
         log: &ServerLog,
-    ) -> String {
+    ) -> Answer {
         let started = Instant::now();
         let answer = match self.api {
             PlacesApi::Legacy => self.fetch(location, radius_m),
@@ -155,7 +156,9 @@ impl Places {
                 PlacesError::unknown("Places answered with something that is not a JSON object")
             })
         });
-        let ms = started.elapsed().as_secs_f64() * 1e3;
+        let seconds = started.elapsed().as_secs_f64();
+        let ms = seconds * 1e3;
+        let failed = result.as_ref().err().map(|f| f.status);
         let method = match self.api {
             PlacesApi::Legacy => "GET",
             PlacesApi::New => "POST",
@@ -180,7 +183,11 @@ impl Places {
                 error_json(failure.status, &failure.message)
             }
         };
-        layout::squeeze_newlines(&json)
+        Answer {
+            json: layout::squeeze_newlines(&json),
+            failed,
+            seconds,
+        }
     }
 
     /// The key, or the failure a missing key is: no request is made
@@ -251,6 +258,16 @@ fn read_body(
         .limit(limit)
         .read_to_string()
         .map_err(|e| PlacesError::unknown(&describe(&e)))
+}
+
+/// What [`Places::nearby`] found: the reply's JSON, and for the metrics
+/// whether the request failed and how long it took.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub json: String,
+    /// The failure's status; `None` when Places answered.
+    pub failed: Option<PlacesStatus>,
+    pub seconds: f64,
 }
 
 /// The status of a failed Places request, in the legacy API's words,
@@ -366,7 +383,7 @@ mod tests {
             max_bytes: DEFAULT_MAX_BYTES,
         });
         let loc = Location::parse("+34.068930-118.445127").unwrap();
-        let json = places.nearby(&loc, 1000, 5, &ServerLog::discard());
+        let json = places.nearby(&loc, 1000, 5, &ServerLog::discard()).json;
         assert!(json.contains("\"status\" : \"REQUEST_DENIED\""), "{json}");
         assert!(json.contains("GOOGLE_PLACES_API_KEY"), "{json}");
         assert!(!json.ends_with('\n'));
@@ -386,7 +403,7 @@ mod tests {
             max_bytes: DEFAULT_MAX_BYTES,
         });
         let loc = Location::parse("+1+2").unwrap();
-        let json = places.nearby(&loc, 1000, 5, &ServerLog::discard());
+        let json = places.nearby(&loc, 1000, 5, &ServerLog::discard()).json;
         assert!(json.contains("\"status\" : \"UNKNOWN_ERROR\""), "{json}");
         assert!(!json.contains("SECRET-KEY-123"), "{json}");
     }

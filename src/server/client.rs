@@ -26,10 +26,15 @@ impl Handler<'_> {
         shared
             .log
             .info(format_args!("{peer} <- {}", Escaped(&text)));
+        let lines = &shared.metrics.lines;
         match command {
             ClientCommand::Blank => Ok(None),
-            ClientCommand::Invalid => Ok(Some(protocol::invalid_reply(&text))),
+            ClientCommand::Invalid => {
+                lines.invalid.inc();
+                Ok(Some(protocol::invalid_reply(&text)))
+            }
             ClientCommand::IAmAt(update) if shared.too_far_ahead(update.time, received) => {
+                lines.invalid.inc();
                 shared.log.warn(format_args!(
                     "{peer}: client time more than {} s ahead (--max-future); invalid",
                     shared.limits.max_future.as_secs()
@@ -45,6 +50,8 @@ impl Handler<'_> {
                 // writes overlap the journal's.
                 let journaled = match shared.store.offer_within(record, shared.limits.max_clients) {
                     Offered::New(stored) => {
+                        lines.iamat.inc();
+                        shared.metrics.stored_from_client.inc();
                         // One cap for waiting on room and on the writes.
                         let began = Instant::now();
                         let delivery = shared.flood.broadcast(&stored);
@@ -58,8 +65,14 @@ impl Handler<'_> {
                     // that this reply, like every AT reply, goes out only
                     // once its client's newest record is in the journal. A
                     // second copy is harmless: replay keeps the newest.
-                    Offered::NotNewer(stored) => shared.journal(&stored),
+                    Offered::NotNewer(stored) => {
+                        lines.iamat.inc();
+                        shared.metrics.superseded.inc();
+                        shared.journal(&stored)
+                    }
                     Offered::Full => {
+                        lines.invalid.inc();
+                        shared.metrics.refused_full.inc();
                         shared.store_full(peer);
                         return Ok(Some(protocol::invalid_reply(&text)));
                     }
@@ -75,15 +88,18 @@ impl Handler<'_> {
                 // The record is cloned out of the store; the Places call
                 // below runs with no lock held.
                 let Some(record) = shared.store.get(&query.client) else {
+                    lines.invalid.inc();
                     return Ok(Some(protocol::invalid_reply(&text)));
                 };
-                let json = shared.places.nearby(
+                lines.whatsat.inc();
+                let answer = shared.places.nearby(
                     &record.update.location,
                     query.radius_m,
                     query.bound,
                     &shared.log,
                 );
-                Ok(Some(protocol::whatsat_reply(&record.line, &json)))
+                shared.metrics.places_request(answer.failed, answer.seconds);
+                Ok(Some(protocol::whatsat_reply(&record.line, &answer.json)))
             }
         }
     }

@@ -22,12 +22,15 @@ use crate::logging::{Episode, ServerLog};
 /// and pages of it that are never touched cost no memory.
 const CONNECTION_STACK: usize = 512 * 1024;
 
-/// A server's two bound listeners.
+/// A server's bound listeners.
 pub struct Listeners {
     /// Where clients connect.
     pub client: TcpListener,
     /// Where neighbours' links connect.
     pub peer: TcpListener,
+    /// Where monitoring scrapes `GET /metrics` (`--metrics-addr`), if
+    /// anywhere; see [`Listeners::with_metrics`].
+    pub metrics: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -46,7 +49,27 @@ impl Listeners {
         let peer = bind(&spec.peer_host, spec.peer_port, "peer port")?;
         // Accepted links inherit it; see `flood::LINK_BUFFER`.
         let _ = socket2::SockRef::from(&peer).set_recv_buffer_size(flood::LINK_BUFFER);
-        Ok(Listeners { client, peer })
+        Ok(Listeners {
+            client,
+            peer,
+            metrics: None,
+        })
+    }
+
+    /// Also binds the metrics port at `addr`, a port of its own (never
+    /// the client or peer port, so that their users see nothing new).
+    pub fn with_metrics(
+        mut self,
+        addr: impl ToSocketAddrs + std::fmt::Display,
+    ) -> io::Result<Self> {
+        let listener = bind_listener(&addr).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot listen on metrics port {addr}: {e}"),
+            )
+        })?;
+        self.metrics = Some(listener);
+        Ok(self)
     }
 }
 
@@ -188,6 +211,13 @@ impl Admission {
         }
         let _ = stream.shutdown(Shutdown::Both);
         false
+    }
+
+    /// How many connections are open now.
+    pub(super) fn open(&self) -> usize {
+        // A refused connection is counted in for a moment before it is
+        // counted out; a scrape never sees more than the limit.
+        self.open.load(Ordering::SeqCst).min(self.limit)
     }
 
     /// Counts a connection out when it ends.

@@ -46,6 +46,7 @@ mod connection;
 mod handler;
 mod listen;
 mod peer;
+mod scrape;
 
 pub use config::{
     default_max_peers, Limits, ServerConfig, DEFAULT_CLIENT_NICE, DEFAULT_MAX_CLIENTS,
@@ -69,6 +70,7 @@ use crate::flood::{self, Flood};
 use crate::herd::{Herd, ServerSpec};
 use crate::journal::{Journal, ReplayRules};
 use crate::logging::{Episode, ServerLog};
+use crate::metrics::{self, Metrics, Snapshot};
 use crate::places::Places;
 use crate::protocol::Nanos;
 use crate::store::Store;
@@ -93,6 +95,7 @@ struct Shared {
     peers: Admission,
     /// New clients refused at `max_clients`, reported once per episode.
     full: Episode,
+    metrics: Metrics,
 }
 
 /// How often new clients refused at `--max-clients` are reported while
@@ -132,6 +135,7 @@ pub struct ServerHandle {
     shared: Arc<Shared>,
     client_addr: SocketAddr,
     peer_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     /// Dropping it tells the link threads to end.
     shutdown: Option<Sender<()>>,
     threads: Vec<JoinHandle<()>>,
@@ -151,7 +155,12 @@ pub fn start(config: ServerConfig, listeners: Listeners) -> io::Result<ServerHan
     } = config;
     let client_addr = listeners.client.local_addr()?;
     let peer_addr = listeners.peer.local_addr()?;
+    let metrics_addr = match &listeners.metrics {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
     let store = Store::new();
+    let metrics = Metrics::new();
     // Read the journal back before anyone is accepted, so the first
     // WHATSAT already sees every acknowledged update.
     let journal = match journal {
@@ -183,12 +192,15 @@ pub fn start(config: ServerConfig, listeners: Listeners) -> io::Result<ServerHan
         .max_peer_connections
         .unwrap_or_else(|| default_max_peers(neighbours.len()));
     let (flood, mut threads) = flood::start(
-        &name,
         &neighbours,
-        &store,
-        &log,
-        secret.as_ref(),
-        &shutdown_rx,
+        flood::LinkContext {
+            me: &name,
+            store: &store,
+            log: &log,
+            secret: secret.as_ref(),
+            metrics: &metrics,
+            shutdown: &shutdown_rx,
+        },
     )?;
     log.info(format_args!(
         "{name} listening for clients on {client_addr} and for neighbours on {peer_addr}; neighbours: {}",
@@ -217,7 +229,20 @@ pub fn start(config: ServerConfig, listeners: Listeners) -> io::Result<ServerHan
         clients: Admission::new(max_connections, "--max-connections"),
         peers: Admission::new(max_peers, "--max-peer-connections"),
         full: Episode::new(FULL_REPORTED_EVERY),
+        metrics,
     });
+    if let Some(listener) = listeners.metrics {
+        let shared = Arc::clone(&shared);
+        shared.log.info(format_args!(
+            "metrics on http://{}/metrics",
+            listener.local_addr()?
+        ));
+        threads.push(
+            thread::Builder::new()
+                .name(format!("{} accept metrics", shared.name))
+                .spawn(move || scrape::accept_loop(&shared, listener))?,
+        );
+    }
     for (listener, port) in [
         (listeners.client, Port::Client),
         (listeners.peer, Port::Peer),
@@ -238,6 +263,7 @@ pub fn start(config: ServerConfig, listeners: Listeners) -> io::Result<ServerHan
         shared,
         client_addr,
         peer_addr,
+        metrics_addr,
         shutdown: Some(shutdown_tx),
         threads,
     })
@@ -252,6 +278,11 @@ impl ServerHandle {
     /// Where neighbours connect.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer_addr
+    }
+
+    /// Where metrics are served, if they are (`--metrics-addr`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// This server's store (tests look inside it).
@@ -277,7 +308,14 @@ impl ServerHandle {
         if self.shared.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
-        for addr in [self.client_addr, self.peer_addr] {
+        for addr in [
+            Some(self.client_addr),
+            Some(self.peer_addr),
+            self.metrics_addr,
+        ]
+        .into_iter()
+        .flatten()
+        {
             // Wake the accept thread; it sees `stopping` and returns.
             let _ = TcpStream::connect_timeout(&reachable(addr), Duration::from_secs(1));
         }
@@ -325,6 +363,20 @@ impl Shared {
                  {n} refused since the last report",
                 self.limits.max_clients
             ));
+        }
+    }
+
+    /// The figures a metrics scrape reads at the moment it asks.
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            client_connections: self.clients.open(),
+            peer_connections: self.peers.open(),
+            threads: metrics::process_threads(),
+            clients: self.store.len(),
+            journal_bytes: self.journal.as_ref().map_or(0, Journal::size),
+            journal_failures: self.journal.as_ref().map_or(0, Journal::failed_appends),
+            log_lines_lost: self.log.lines_lost(),
+            links: self.flood.links(),
         }
     }
 

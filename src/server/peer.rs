@@ -65,18 +65,30 @@ impl Handler<'_> {
         shared
             .log
             .info(format_args!("{peer} <- {}", Escaped(&text)));
+        let (lines, metrics) = (&shared.metrics.lines, &shared.metrics);
         match command {
             PeerCommand::Blank => None,
-            PeerCommand::Invalid => Some(protocol::invalid_reply(&text)),
+            PeerCommand::Invalid => {
+                lines.invalid.inc();
+                Some(protocol::invalid_reply(&text))
+            }
             PeerCommand::At(record) if shared.too_far_ahead(record.update.time, now_nanos()) => {
+                lines.invalid.inc();
                 Some(protocol::invalid_reply(&text))
             }
             PeerCommand::At(record) => {
+                lines.at.inc();
                 match shared.store.offer_within(record, shared.limits.max_clients) {
-                    Offered::New(stored) => self.learnt.push(stored),
-                    Offered::NotNewer(_) => {}
+                    Offered::New(stored) => {
+                        metrics.stored_from_peer.inc();
+                        self.learnt.push(stored);
+                    }
+                    Offered::NotNewer(_) => metrics.superseded.inc(),
                     // Not stored, so not passed on either: see `store_full`.
-                    Offered::Full => shared.store_full(peer),
+                    Offered::Full => {
+                        metrics.refused_full.inc();
+                        shared.store_full(peer);
+                    }
                 }
                 None
             }
