@@ -19,6 +19,10 @@ Commands:
   restart [NAME...]  stop, then start (all if no NAME)
   status             show each server (running with its PID, or stopped)
                      and places-stub
+  watch              a live view of the running herd, from the servers'
+                     metrics: servers and links up or down, clients, updates
+                     per second, what each link holds waiting, resyncs;
+                     q or Ctrl-C quits
   help               show this text
 
 Logs go to logs/ (NAME.log is the server's log, rotated past 64 MiB with
@@ -49,6 +53,10 @@ Environment:
                          instead of building target/release
   HERD_AUTH              on (default): links prove run/herd-secret, or
                          HERD_SECRET if set; off: links are open to anyone
+  HERD_METRICS           on (default): each server serves Prometheus metrics
+                         at http://HOST:PORT+HERD_METRICS_OFFSET/metrics; off
+  HERD_METRICS_OFFSET    metrics port minus client port (default 7000, so
+                         19000-19004 for the built-in herd)
   HERD_LOG_MAX_BYTES     rotate each log past this size (default 64M)
   HERD_LOG_KEEP          rotated logs kept per server (default 4)
 EOF
@@ -98,6 +106,14 @@ case "$HERD_AUTH" in
     on | off) ;;
     *) die "HERD_AUTH must be on or off, not '$HERD_AUTH'" ;;
 esac
+HERD_METRICS=${HERD_METRICS:-on}
+case "$HERD_METRICS" in
+    on | off) ;;
+    *) die "HERD_METRICS must be on or off, not '$HERD_METRICS'" ;;
+esac
+HERD_METRICS_OFFSET=${HERD_METRICS_OFFSET:-7000}
+[[ "$HERD_METRICS_OFFSET" =~ ^-?[0-9]+$ ]] ||
+    die "HERD_METRICS_OFFSET must be a whole number, not '$HERD_METRICS_OFFSET'"
 HERD_LOG_MAX_BYTES=${HERD_LOG_MAX_BYTES:-64M}
 HERD_LOG_KEEP=${HERD_LOG_KEEP:-4}
 START_TIMEOUT=15 # seconds for a server to answer on its client port
@@ -396,6 +412,7 @@ cmd_start() {
         export PLACES_URL GOOGLE_PLACES_API_KEY=$STUB_KEY
     fi
 
+    metrics_setting
     local started=()
     for i in "${wanted[@]}"; do
         name=${NAMES[$i]}
@@ -408,7 +425,11 @@ cmd_start() {
             failed=1
             continue
         fi
-        pid=$(launch "$name" "$HERD_BIN" "$name" "${config_args[@]}" --log-dir "$LOG_DIR")
+        local metrics_args=()
+        if [[ "$METRICS" != off ]]; then
+            metrics_args=(--metrics-addr "${HOSTS[$i]}:$(metrics_port "$i")")
+        fi
+        pid=$(launch "$name" "$HERD_BIN" "$name" "${config_args[@]}" "${metrics_args[@]}" --log-dir "$LOG_DIR")
         started+=("$i:$pid")
     done
     for entry in "${started[@]}"; do
@@ -436,17 +457,49 @@ cmd_start() {
         echo "Links are open (HERD_AUTH=off): anyone who reaches a peer port can send AT lines."
     fi
     echo "The herd (logs in $(shown logs), PIDs in $(shown run)):"
-    printf '  %-10s %-22s %s\n' SERVER 'CLIENT PORT' 'PEER PORT'
+    printf '  %-10s %-20s %-20s %s\n' SERVER 'CLIENT PORT' 'PEER PORT' 'METRICS'
     for i in "${!NAMES[@]}"; do
-        printf '  %-10s %-22s %s%s\n' "${NAMES[$i]}" "${HOSTS[$i]}:${PORTS[$i]}" "${HOSTS[$i]}:${PEERS[$i]}" \
-            "$([[ "${PLACES[$i]}" == here ]] || echo '   (another machine)')"
+        local shown_metrics=off
+        [[ "$METRICS" == off ]] || shown_metrics="${HOSTS[$i]}:$(metrics_port "$i")"
+        printf '  %-10s %-20s %-20s %s%s\n' "${NAMES[$i]}" "${HOSTS[$i]}:${PORTS[$i]}" "${HOSTS[$i]}:${PEERS[$i]}" \
+            "$shown_metrics" "$([[ "${PLACES[$i]}" == here ]] || echo '  (another machine)')"
     done
     echo
     local first=${wanted[0]} last=${wanted[-1]}
+    [[ "$METRICS" == off ]] || echo "Watch it live: ./run_herd.sh watch"
     cat <<EOF
 Try:  printf 'IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 %s\n' "\$(date +%s.%N)" | nc -N ${HOSTS[$first]} ${PORTS[$first]}
 then: printf 'WHATSAT kiwi.cs.ucla.edu 10 3\n' | nc -N ${HOSTS[$last]} ${PORTS[$last]}
 EOF
+}
+
+# Sets METRICS to the metrics offset the servers run with ("off" for
+# none): HERD_METRICS and HERD_METRICS_OFFSET for a new herd, what the
+# running herd was started with for servers added to it, so that watch
+# finds them all.
+METRICS=off
+metrics_setting() {
+    local wanted=off
+    [[ "$HERD_METRICS" == off ]] || wanted=$HERD_METRICS_OFFSET
+    if [[ -f "$PID_DIR/herd-metrics" ]] && [[ -n "$(running_servers)" ]]; then
+        METRICS=$(<"$PID_DIR/herd-metrics")
+    else
+        METRICS=$wanted
+        printf '%s\n' "$METRICS" >"$PID_DIR/herd-metrics"
+    fi
+    if [[ "$METRICS" != off ]]; then
+        local i port
+        for i in "${!NAMES[@]}"; do
+            port=$((PORTS[i] + METRICS))
+            ((port >= 1 && port <= 65535)) ||
+                die "${NAMES[$i]}'s metrics port would be $port (client port ${PORTS[$i]} + HERD_METRICS_OFFSET $METRICS): set another HERD_METRICS_OFFSET, or HERD_METRICS=off"
+        done
+    fi
+}
+
+# The metrics port of server I.
+metrics_port() {
+    echo $((PORTS[$1] + METRICS))
 }
 
 # Names of the servers this script started that are still running.
@@ -477,7 +530,7 @@ cmd_stop() {
     for name in "${running[@]}"; do stop_one "$name"; done
     pid_of "$STUB" >/dev/null && stop_one "$STUB"
     rm -f "$PID_DIR"/*.pid "$PID_DIR"/*.cmdline "$PID_DIR/herd-config" "$PID_DIR/herd-auth" \
-        "$PID_DIR/herd-secret"
+        "$PID_DIR/herd-secret" "$PID_DIR/herd-metrics"
 }
 
 cmd_status() {
@@ -500,6 +553,20 @@ cmd_status() {
     fi
 }
 
+cmd_watch() {
+    local config offset
+    config=$(recorded_config)
+    [[ -f "$PID_DIR/herd-metrics" ]] && [[ -n "$(running_servers)" ]] ||
+        die "no herd is running here: ./run_herd.sh start first"
+    offset=$(<"$PID_DIR/herd-metrics")
+    [[ "$offset" != off ]] ||
+        die "the running herd was started with HERD_METRICS=off: restart it with metrics on to watch it"
+    [[ -x "$BIN_DIR/herd-watch" ]] || die "$BIN_DIR/herd-watch is not built: run ./run_herd.sh start"
+    local args=(--metrics-offset "$offset")
+    [[ -n "$config" ]] && args+=(--config "$config")
+    exec "$BIN_DIR/herd-watch" "${args[@]}"
+}
+
 if (($# == 0)); then
     usage >&2
     exit 2
@@ -515,6 +582,7 @@ case "$1" in
         cmd_start "$@"
         ;;
     status) cmd_status ;;
+    watch) cmd_watch ;;
     help | -h | --help) usage ;;
     *)
         echo "run_herd.sh: unknown command '$1'" >&2

@@ -41,7 +41,7 @@
 //!
 //! The library is the server. `src/bin/proxy-herd.rs` is its program:
 //! it parses flags, binds, calls [`server::start`] and waits for a
-//! signal. The two other programs have module trees of their own, each
+//! signal. The three other programs have module trees of their own, each
 //! mapped in its `main.rs`, and use the library only for the herd file,
 //! the protocol's parsers, the Places JSON layout and
 //! `server::bind_listener`:
@@ -50,7 +50,9 @@
 //!   for the tests, which compile its answers and server into themselves
 //!   to make it misbehave on purpose;
 //! - `src/bin/proxy-herd-bench/`: the load generator and the baseline
-//!   server.
+//!   server;
+//! - `src/bin/herd-watch/`: the live view of a running herd, drawn from
+//!   its servers' metrics (`run_herd.sh watch`).
 //!
 //! # Threads of one server
 //!
@@ -63,6 +65,7 @@
 //! | one watcher per live link | `read()` of the link | nothing |
 //! | the log writer | its channel, then a short pause to gather lines | the log file (rotated or reopened on SIGHUP) |
 //! | the journal compactor | its channel, until the journal has doubled | the `.compact` file while it rewrites |
+//! | accept (metrics port, with `--metrics-addr`) and up to four scrape threads | `accept()`, a request | the metrics listener |
 //!
 //! No lock is held across a socket write, a blocking channel send or an
 //! HTTP call.

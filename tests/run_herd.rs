@@ -66,6 +66,10 @@ impl ScriptHerd {
             .env("HERD_RUN_DIR", &self.dir)
             .env("PROXY_HERD_BIN_DIR", bin_dir)
             .env("STUB_PORT", self.stub_port.to_string())
+            // Metrics ports are client ports + 7000, which for free test
+            // ports may reach the kernel's ephemeral range; tests/watch.rs
+            // runs the script with metrics on, on ports it checked.
+            .env("HERD_METRICS", "off")
             // Last, so a test can override any of the above.
             .envs(env.iter().copied())
             .output()
