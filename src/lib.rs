@@ -3,9 +3,10 @@
 //! A herd is a few TCP servers that take location updates from mobile
 //! clients (`IAMAT`), flood them to each other, and answer "what is near
 //! this client?" (`WHATSAT`) by asking Google Places. The contract is
-//! `PROTOCOL.md`; this crate implements it with blocking `std::net`, a
-//! thread for every connection, and no async runtime, so it can be read
-//! side by side with an asyncio version of the same herd.
+//! the README's section "The protocol"; this crate implements it with
+//! blocking `std::net`, a thread for every connection, and no async
+//! runtime, so it can be read side by side with an asyncio version of the
+//! same herd.
 //!
 //! # Layout
 //!

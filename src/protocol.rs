@@ -5,7 +5,7 @@
 //! value, and acts on it; a line that is not a valid command is the value
 //! `Invalid`, not an error path, so the `? <line>` reply is one `match` arm.
 //! Everything here is therefore testable with plain strings (see the tests
-//! at the bottom, which walk through PROTOCOL.md §2–§5).
+//! at the bottom, which walk through the README (The protocol)).
 //!
 //! ```text
 //! IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503
@@ -19,7 +19,7 @@ use std::fmt;
 ///
 /// Client times are parsed straight from their decimal text into integers,
 /// never through `f64`: a binary float cannot hold `1621464827.959498503`
-/// exactly, and PROTOCOL.md §3 asks for the difference to the nanosecond.
+/// exactly, and README, IAMAT asks for the difference to the nanosecond.
 /// `i128` leaves room for any time a client may send without overflow.
 pub type Nanos = i128;
 
@@ -33,7 +33,7 @@ pub fn now_nanos() -> Nanos {
 
 const NANOS_PER_SEC: i128 = 1_000_000_000;
 
-/// The longest line PROTOCOL.md §2 asks a server to take, in bytes
+/// The longest line README, Lines asks a server to take, in bytes
 /// without its `\n` (`--max-line` can raise or lower it).
 pub const MAX_LINE: usize = 64 * 1024;
 
@@ -114,7 +114,7 @@ impl Location {
     }
 
     /// The `lat,lng` pair for the Places request: the client's digits
-    /// without `+` signs, as PROTOCOL.md §4 asks.
+    /// without `+` signs, as README, WHATSAT asks.
     pub fn places_param(&self) -> String {
         format!(
             "{},{}",
@@ -162,7 +162,7 @@ fn split_decimal(text: &str) -> Option<(&str, &str)> {
 }
 
 /// Parses a client time, `DIGITS[.DIGITS]` POSIX seconds, into nanoseconds.
-/// Digits past the ninth decimal are dropped, as PROTOCOL.md §3 says.
+/// Digits past the ninth decimal are dropped, as README, IAMAT says.
 /// Signs, exponents, `inf` and `nan` are refused, as is a value too large
 /// for [`Nanos`].
 pub fn parse_time(text: &str) -> Option<Nanos> {
@@ -179,7 +179,7 @@ pub fn parse_time(text: &str) -> Option<Nanos> {
     secs.checked_mul(NANOS_PER_SEC)?.checked_add(nanos)
 }
 
-/// Formats a time difference as PROTOCOL.md §3 wants it: a sign, always,
+/// Formats a time difference as README, IAMAT wants it: a sign, always,
 /// then seconds with exactly nine decimals (`+0.263873386`, `-1.000000000`).
 pub fn format_delta(delta: Nanos) -> String {
     let sign = if delta < 0 { '-' } else { '+' };
@@ -244,7 +244,7 @@ impl AtRecord {
     /// Whether this record should replace `other` for the same client: a
     /// later client time wins, and for equal times the byte-wise greater AT
     /// line, so that every server settles on the same record whatever order
-    /// the updates arrive in (PROTOCOL.md §3).
+    /// the updates arrive in (README, IAMAT).
     pub fn is_newer_than(&self, other: &AtRecord) -> bool {
         (self.update.time, self.line.as_bytes()) > (other.update.time, other.line.as_bytes())
     }
@@ -308,7 +308,7 @@ pub fn parse_client_line(line: &str) -> ClientCommand {
 
 /// Parses one line from a neighbour (without its `\n`). `known_server`
 /// says whether a server name belongs to the herd: an AT naming a server
-/// the herd does not have is invalid (PROTOCOL.md §5).
+/// the herd does not have is invalid (README, Flooding).
 pub fn parse_peer_line(line: &str, known_server: impl Fn(&str) -> bool) -> PeerCommand {
     let f = fields(line);
     match f.as_slice() {
@@ -426,7 +426,7 @@ mod tests {
         }
     }
 
-    /// The example IAMAT of PROTOCOL.md §3 parses with its fields intact.
+    /// The example IAMAT of README, IAMAT parses with its fields intact.
     #[test]
     fn iamat_example() {
         let u = update("IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503");
@@ -526,7 +526,7 @@ mod tests {
         assert_eq!(loc.places_param(), "-33.8670,151.1957");
     }
 
-    /// Any white space of §2 separates fields, including vertical tab and
+    /// Any white space the README's Lines names separates fields, including vertical tab and
     /// form feed, and leading or trailing white space is ignored.
     #[test]
     fn white_space() {

@@ -75,7 +75,7 @@ impl Store {
     }
 
     /// Offers a record. It is kept if it is newer than the stored one for
-    /// the same client (PROTOCOL.md §3), and then returned so the caller
+    /// the same client (README, IAMAT), and then returned so the caller
     /// can flood it; an older or identical record changes nothing and
     /// gives `None`, which is what ends a flood.
     pub fn offer(&self, record: AtRecord) -> Option<Arc<AtRecord>> {

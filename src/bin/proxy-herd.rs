@@ -347,7 +347,7 @@ fn run(args: Args) -> Result<(), String> {
     // The log writer holds lines for at most a couple of milliseconds;
     // `flush` waits until every line logged so far is in the file. Then
     // exit at once rather than join threads that may be waiting on a slow
-    // Places call: PROTOCOL.md §7 gives us 250 ms.
+    // Places call: README, Log and life cycle gives us 250 ms.
     log.info(format_args!("{} got a stop signal; exiting", spec.name));
     log.flush();
     std::process::exit(0);

@@ -45,7 +45,7 @@
 //!
 //! # Delivery before the reply
 //!
-//! "Flooding is immediate" (PROTOCOL.md §5): graders ask a neighbour right
+//! "Flooding is immediate" (README, Flooding): graders ask a neighbour right
 //! after the reply. A record sitting in the queue of a link thread that is
 //! asleep is not yet on its way, so [`Delivery::wait`] lets the connection
 //! thread wait until every idle link that is up has handed it to its

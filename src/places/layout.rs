@@ -1,4 +1,4 @@
-//! Google's JSON layout (PROTOCOL.md §4.2) and the reply rule of §4.
+//! Google's JSON layout (README, Places API (New) and WHATSAT) and the reply rule of the README's WHATSAT.
 //!
 //! Google Places answers in the layout of jsoncpp's "styled" writer. When
 //! the herd cuts `results` down to the client's bound it has to lay the
@@ -22,7 +22,7 @@ const RIGHT_MARGIN: usize = 74;
 /// How many spaces each nesting level adds.
 const INDENT: &str = "   ";
 
-/// Lays out a JSON value the way Google Places does (jsoncpp's "styled" writer, PROTOCOL.md §4.2), ending with one "\n".
+/// Lays out a JSON value the way Google Places does (jsoncpp's "styled" writer, the README's WHATSAT), ending with one "\n".
 pub fn styled(value: &Value) -> String {
     let mut writer = Writer {
         document: String::new(),
@@ -33,7 +33,7 @@ pub fn styled(value: &Value) -> String {
     writer.document
 }
 
-/// The reply rule of PROTOCOL.md §4: every run of two or more '\n' becomes one '\n', trailing '\n's removed.
+/// The reply rule of README, WHATSAT: every run of two or more '\n' becomes one '\n', trailing '\n's removed.
 ///
 /// A WHATSAT reply ends with a blank line, so the JSON inside it must
 /// never contain one; otherwise a client could not tell where it ends.
@@ -52,7 +52,7 @@ pub fn squeeze_newlines(text: &str) -> String {
 
 /// Error for a Places body that is not a JSON object.
 ///
-/// The herd turns this into an `UNKNOWN_ERROR` answer (§4), so the message
+/// The herd turns this into an `UNKNOWN_ERROR` answer (README, WHATSAT), so the message
 /// is written to be read by a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotJsonObject;
@@ -298,7 +298,7 @@ mod tests {
         Value::String("x".repeat(len - 2))
     }
 
-    /// The example of PROTOCOL.md §4.2 comes out line for line as Google
+    /// The example of the README's WHATSAT comes out line for line as Google
     /// writes it: members indented 3 per level, `" : "`, containers opening
     /// on the key's line and a short string array on one line.
     #[test]

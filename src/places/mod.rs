@@ -16,7 +16,7 @@
 //! messages are written here from the kind of failure, never from the
 //! URL, and log lines name the endpoint without its query.
 //!
-//! Two Places APIs can answer (PROTOCOL.md §4.1), chosen by [`PlacesApi`].
+//! Two Places APIs can answer (README, Places API (New)), chosen by [`PlacesApi`].
 //! The legacy Nearby Search is what clients were written against, and its
 //! answer passes through nearly untouched. Places API (New) is what a key
 //! made today can use; `new_api` turns its answer into the legacy shape
@@ -44,7 +44,7 @@ const MAX_IDLE_PER_HOST: usize = 64;
 /// as failed. A real answer of 20 places is about 20 KiB.
 pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024;
 
-/// Which Places API answers WHATSAT (PROTOCOL.md §4.1).
+/// Which Places API answers WHATSAT (README, Places API (New)).
 ///
 /// Legacy is the default because graders and existing keys expect it;
 /// Google no longer enables it for new Cloud projects, whose keys need
@@ -221,7 +221,7 @@ impl Places {
     }
 
     /// Sends the Nearby Search (New) request and returns its answer in
-    /// the legacy shape (PROTOCOL.md §4.1).
+    /// the legacy shape (README, Places API (New)).
     ///
     /// Unlike the legacy path, a non-200 answer is read too: the New API
     /// says what went wrong in the body (`PERMISSION_DENIED` for a key
@@ -271,7 +271,7 @@ pub struct Answer {
 }
 
 /// The status of a failed Places request, in the legacy API's words,
-/// which a WHATSAT reply uses whichever API was asked (PROTOCOL.md §4).
+/// which a WHATSAT reply uses whichever API was asked (README, WHATSAT).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlacesStatus {
     /// No key, or a key Google refused.

@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The location every bench IAMAT sends (UCLA, PROTOCOL.md's example).
+/// The location every bench IAMAT sends (UCLA, the README's example).
 pub const LOCATION: &str = "+34.068930-118.445127";
 
 /// The largest reply read; a longer one is an error, never a bigger buffer.

@@ -104,23 +104,41 @@ impl Ctx {
 
     /// The other herd of `--herd-cmd`, started, with the server to load:
     /// `--target` if it has one of that name, else Riley if it has one,
-    /// else its first server by name.
+    /// else its first server by name. Like ours, it is that one server
+    /// alone with `--servers 1` (its neighbours down), and every server of
+    /// `--config` with `--servers 5`.
     fn other_target(&self) -> Result<Option<Target>, String> {
         let (Some(template), Some(config)) = (&self.o.herd_cmd, &self.o.config) else {
             return Ok(None);
         };
-        self.progress(format_args!("starting the other herd: {template}"));
-        let herd = spawn::start_command_herd(template, config, self.o.keep_logs)?;
+        let file = Herd::from_file(config).map_err(|e| e.to_string())?;
+        let names: Vec<&str> = file.servers().map(|s| s.name.as_str()).collect();
         let name = [self.o.target.as_deref(), Some("Riley")]
             .into_iter()
             .flatten()
-            .find(|n| herd.servers.contains_key(*n))
-            .map(str::to_owned)
-            .or_else(|| herd.servers.keys().next().cloned())
-            .ok_or("--config names no server")?;
+            .find(|n| names.contains(n))
+            .or_else(|| names.iter().min().copied())
+            .ok_or("--config names no server")?
+            .to_string();
+        let alone = self.o.servers == 1 || self.o.alone;
+        self.progress(format_args!(
+            "starting the other herd{}: {template}",
+            if alone {
+                format!(", {name} alone")
+            } else {
+                String::new()
+            }
+        ));
+        let only = alone.then_some(name.as_str());
+        let herd = spawn::start_command_herd(template, config, only, self.o.keep_logs)?;
         let server = herd.servers[&name].clone();
+        let label = if alone && names.len() > 1 {
+            format!("other {name} (1 of {} up)", names.len())
+        } else {
+            format!("other {name} ({} srv)", names.len())
+        };
         Ok(Some(Target {
-            label: format!("other {name} ({} srv)", herd.servers.len()),
+            label,
             addr: server.addr,
             pid: Some(server.pid),
             all: Vec::new(),
@@ -345,7 +363,7 @@ fn url_addr(url: &str) -> Option<SocketAddr> {
 /// `whatsat`: through the herd, then straight to the stub.
 pub(super) fn whatsat(ctx: &Ctx, args: &WhatsatArgs, report: &mut Report) -> Result<(), String> {
     let radius_m = protocol::parse_radius(&args.radius)
-        .ok_or_else(|| format!("--radius {}: not a radius of PROTOCOL.md §4", args.radius))?;
+        .ok_or_else(|| format!("--radius {}: not a radius of README, WHATSAT", args.radius))?;
     if !(1..=20).contains(&args.bound) {
         return Err(format!("--bound {} is not between 1 and 20", args.bound));
     }

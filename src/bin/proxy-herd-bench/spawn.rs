@@ -22,7 +22,7 @@ use proxy_herd::herd::Herd;
 
 use super::client::{self, ClientClock, Conn};
 
-/// The five servers of PROTOCOL.md §1 and their links.
+/// The five servers of README, The herd and their links.
 pub use proxy_herd::herd::{DEFAULT_LINKS as FIVE_LINKS, DEFAULT_NAMES as FIVE};
 
 /// How long anything started may take to be ready.
@@ -333,6 +333,7 @@ pub fn start_herd(bin_dir: &Path, plan: HerdPlan<'_>, keep: bool) -> Result<Spaw
 pub fn start_command_herd(
     template: &str,
     config: &Path,
+    only: Option<&str>,
     keep: bool,
 ) -> Result<SpawnedHerd, String> {
     let config =
@@ -340,7 +341,7 @@ pub fn start_command_herd(
     let herd = Herd::from_file(&config).map_err(|e| e.to_string())?;
     let mut procs = Procs::new("other", keep)?;
     let mut running = BTreeMap::new();
-    for spec in herd.servers() {
+    for spec in herd.servers().filter(|s| only.is_none_or(|o| o == s.name)) {
         let command_line = template
             .replace("{name}", &spec.name)
             .replace("{port}", &spec.port.to_string())
