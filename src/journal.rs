@@ -83,6 +83,9 @@ struct Inner {
     failures: Episode,
     /// Every failed append since start, for the metrics.
     failed_total: AtomicU64,
+    /// 0 to 31 sixty-fourths of the compacted size added to the rewrite
+    /// threshold, from the path (see `Inner::due`).
+    stagger: u64,
     store: Store,
     log: ServerLog,
 }
@@ -91,6 +94,9 @@ struct Inner {
 /// twice its size after the last compaction, and is at least this big
 /// (a small journal is not worth a rewrite).
 pub const COMPACT_MIN_BYTES: u64 = 1024 * 1024;
+
+/// How many nice values the compactor runs below the server's flood.
+const COMPACTOR_NICE: i32 = 10;
 
 /// What reading a journal back found.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -221,6 +227,12 @@ impl Journal {
             torn: AtomicBool::new(false),
             failing: AtomicBool::new(false),
             failed_total: AtomicU64::new(0),
+            stagger: path
+                .as_os_str()
+                .as_encoded_bytes()
+                .iter()
+                .fold(7u64, |h, &b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+                % 32,
             failures: Episode::new(std::time::Duration::from_secs(10)),
             store: store.clone(),
             log: log.clone(),
@@ -229,6 +241,12 @@ impl Journal {
         thread::Builder::new()
             .name("journal compactor".into())
             .spawn(move || {
+                // A rewrite is background work: on a busy machine the
+                // threads that flood and answer run first. Five servers of
+                // a herd holding the same clients rewrite at about the
+                // same moment, and at full priority that was a burst of
+                // CPU the flood's lag showed (README, Performance).
+                crate::flood::yield_to_the_flood(COMPACTOR_NICE);
                 // Ends when the last handle is gone, which drops `wake`.
                 while woken.recv().is_ok() {
                     let Some(inner) = weak.upgrade() else { return };
@@ -312,10 +330,14 @@ impl Journal {
 }
 
 impl Inner {
-    /// Whether the journal has grown enough to be worth a rewrite.
+    /// Whether the journal has grown enough to be worth a rewrite: to
+    /// twice its size after the last one, plus a share of that fixed by
+    /// its path (up to a half), so that servers of one herd, which hold
+    /// the same clients and grow alike, do not all rewrite at once.
     fn due(&self) -> bool {
         let size = self.size.load(Ordering::Relaxed);
-        size >= COMPACT_MIN_BYTES && size >= 2 * self.compacted.load(Ordering::Relaxed)
+        let compacted = self.compacted.load(Ordering::Relaxed);
+        size >= COMPACT_MIN_BYTES && size >= 2 * compacted + compacted / 64 * self.stagger
     }
 
     /// Rewrites the journal as the store's records while appends go on.

@@ -54,7 +54,7 @@ pub(super) fn serve(shared: &Shared, stream: TcpStream, port: Port) {
         }
         if port == Port::Client {
             if shared.flood.any_open() {
-                yield_to_the_flood(shared.limits.client_nice);
+                flood::yield_to_the_flood(shared.limits.client_nice);
             }
             let _ = stream.set_read_timeout(shared.limits.idle_timeout);
             // A client that never reads would otherwise hold its thread in
@@ -80,36 +80,6 @@ pub(super) fn serve(shared: &Shared, stream: TcpStream, port: Port) {
     shared
         .log
         .info(format_args!("{peer} {kind} connection closed ({how})"));
-}
-
-/// Lowers the scheduling priority of the calling thread, a client
-/// connection, by `steps` nice values, so that on a busy machine the
-/// threads that pass updates on (links and neighbours' connections, which
-/// keep the default) run first. A server answers a client only once its
-/// links have room for the update, but a relaying server cannot make its
-/// neighbours wait (see `flood`), and with two cores shared by dozens of
-/// client threads a relay thread could wait a whole round of them before
-/// it ran: under sustained load the far servers then lagged by hundreds
-/// of milliseconds. At nice 10 a client thread gets about a tenth of the
-/// CPU share of a relay thread when both want to run, and exactly as much
-/// as before when nothing else does. `proxy-herd-bench sustain` measured
-/// the difference (README, Performance).
-///
-/// Only connections that start while some link is up do this: with no
-/// flood to protect, a lower priority would only let other programs on
-/// the machine (a load generator, say) delay the replies.
-///
-/// Linux keeps nice values per thread, and an unprivileged thread may
-/// always lower its own priority. Elsewhere, or if the call fails, the
-/// thread simply keeps its priority.
-fn yield_to_the_flood(steps: i32) {
-    if steps > 0 {
-        let me = Some(rustix::thread::gettid());
-        // Relative to the server's own priority, so a server started with
-        // `nice` keeps its clients below its flood too.
-        let own = rustix::process::getpriority_process(me).unwrap_or(0);
-        let _ = rustix::process::setpriority_process(me, (own + steps).min(19));
-    }
 }
 
 impl Handler<'_> {

@@ -160,6 +160,13 @@ fn connections(setting: &str) -> Option<f64> {
         .ok()
 }
 
+/// One plot: its SVG, and its legend (drawn in HTML under the plot, so
+/// it never hides a point).
+struct Plot {
+    svg: String,
+    legend: Vec<(String, RGBColor)>,
+}
+
 fn html(report: &Report, meta: &Meta) -> Result<String, String> {
     let palette = Palette::new(report);
     let mut plots = Vec::new();
@@ -230,8 +237,20 @@ fn html(report: &Report, meta: &Meta) -> Result<String, String> {
         "<p class=\"verdict {clean}\">{}</p>",
         escape(&report.verdict())
     );
-    for line in report.disagreements() {
-        let _ = writeln!(out, "<p class=\"warning\">{}</p>", escape(&line));
+    let warnings = report.disagreements();
+    if !warnings.is_empty() {
+        let _ = writeln!(
+            out,
+            "<div class=\"warning\">The machine was noisy: the rounds of {} measurement(s) \
+             differ by more than a third. Compare herds within a round.<ul>",
+            warnings.len()
+        );
+        for line in &warnings {
+            let line = line.strip_prefix("warning: ").unwrap_or(line);
+            let line = line.split(": the machine is noisy").next().unwrap_or(line);
+            let _ = writeln!(out, "<li>{}</li>", escape(line));
+        }
+        out.push_str("</ul></div>\n");
     }
     for line in &report.skipped {
         let _ = writeln!(
@@ -241,8 +260,25 @@ fn html(report: &Report, meta: &Meta) -> Result<String, String> {
         );
     }
     let _ = writeln!(out, "<p>{READING}</p>");
-    for svg in &plots {
-        let _ = writeln!(out, "<figure>{svg}</figure>");
+    for plot in &plots {
+        let keys: String = plot
+            .legend
+            .iter()
+            .map(|(label, c)| {
+                format!(
+                    "<span class=\"key\"><span class=\"swatch\" style=\"background:#{:02x}{:02x}{:02x}\"></span>{}</span>",
+                    c.0,
+                    c.1,
+                    c.2,
+                    escape(label)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "<figure>{}<figcaption>{keys}</figcaption></figure>",
+            plot.svg
+        );
     }
     out.push_str(&comparisons_table(&report.comparisons));
     out.push_str(&measurements_table(&report.measurements));
@@ -253,7 +289,9 @@ fn html(report: &Report, meta: &Meta) -> Result<String, String> {
 const STYLE: &str = "body{font-family:sans-serif;max-width:980px;margin:1em auto;padding:0 1em;\
 color:#222}code{font-size:90%}.meta{color:#555}.verdict{font-weight:bold;padding:.4em;\
 border-radius:4px}.clean{background:#e3f4e3}.dirty{background:#fbe0e0}.warning{background:\
-#fff4d6;padding:.3em}.skipped{color:#555}figure{margin:1.2em 0}table{border-collapse:\
+#fff4d6;padding:.3em;font-size:90%}.warning ul{margin:.3em 0}figure svg{max-width:100%;\
+height:auto}.key{margin-right:1.2em;white-space:nowrap;font-size:90%}.swatch{display:\
+inline-block;width:1.6em;height:.6em;margin-right:.4em}.skipped{color:#555}figure{margin:1.2em 0}table{border-collapse:\
 collapse;font-size:85%;margin:1em 0}td,th{border-bottom:1px solid #ddd;padding:2px 6px;\
 text-align:right}td:first-child,td:nth-child(2),td:nth-child(3),th{text-align:left}";
 
@@ -268,7 +306,7 @@ const WIDTH: u32 = 940;
 const HEIGHT: u32 = 380;
 
 /// Requests per second against connections, a line per target.
-fn throughput(report: &Report, palette: &Palette, mode: &str) -> Result<Option<String>, String> {
+fn throughput(report: &Report, palette: &Palette, mode: &str) -> Result<Option<Plot>, String> {
     // target -> connections -> rates over rounds
     let mut series: BTreeMap<&str, BTreeMap<u64, Vec<f64>>> = BTreeMap::new();
     for m in report.measurements.iter().filter(|m| m.mode == mode) {
@@ -338,7 +376,11 @@ fn throughput(report: &Report, palette: &Palette, mode: &str) -> Result<Option<S
             )
         })?
     };
-    Ok(Some(svg))
+    let legend = series
+        .keys()
+        .map(|t| (t.to_string(), palette.of(t)))
+        .collect();
+    Ok(Some(Plot { svg, legend }))
 }
 
 /// The throughput plot on the axes it is given.
@@ -383,14 +425,10 @@ where
                 spreads.iter().map(|(c, s)| (*c, s.mean)),
                 colour.stroke_width(2),
             ))
-            .map_err(|e| e.to_string())?
-            .label(*target)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-            });
+            .map_err(|e| e.to_string())?;
         draw_spread(&mut chart, colour, &spreads)?;
     }
-    legend(&mut chart)
+    Ok(())
 }
 
 /// The spread of each point: a bar from the lowest round to the highest
@@ -422,19 +460,6 @@ where
     Ok(())
 }
 
-fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
-    chart: &mut ChartContext<'a, DB, CT>,
-) -> Result<(), String> {
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(|e| e.to_string())
-}
-
 /// Latency percentiles (p50, p99, p99.9, max) of the modes named, a line
 /// per target and setting, on a log scale.
 fn percentiles(
@@ -442,7 +467,7 @@ fn percentiles(
     palette: &Palette,
     modes: &[&str],
     title: &str,
-) -> Result<Option<String>, String> {
+) -> Result<Option<Plot>, String> {
     type Key<'a> = (&'a str, &'a str);
     let mut series: BTreeMap<Key<'_>, Vec<[f64; 4]>> = BTreeMap::new();
     let mut order: Vec<Key<'_>> = Vec::new();
@@ -469,6 +494,7 @@ fn percentiles(
         (lo.min(v.max(1e-3)), hi.max(v))
     });
     let names = ["p50", "p99", "p99.9", "max"];
+    let mut legend = Vec::new();
     let svg = draw(|root| {
         let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 18))
@@ -508,16 +534,13 @@ fn percentiles(
                     spreads.iter().map(|(x, s)| (*x, s.mean)),
                     colour.stroke_width(2),
                 ))
-                .map_err(|e| e.to_string())?
-                .label(format!("{} {}", key.0, key.1))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2))
-                });
+                .map_err(|e| e.to_string())?;
+            legend.push((format!("{} {}", key.0, key.1), colour));
             draw_spread(&mut chart, colour, &spreads)?;
         }
-        legend(&mut chart)
+        Ok(())
     })?;
-    Ok(Some(svg))
+    Ok(Some(Plot { svg, legend }))
 }
 
 /// A colour moved `nth` steps towards white, so one target's settings
@@ -536,7 +559,7 @@ fn bars(
     key: &str,
     title: &str,
     unit: &str,
-) -> Result<Option<String>, String> {
+) -> Result<Option<Plot>, String> {
     let mut groups: Vec<(String, String, Vec<f64>)> = Vec::new();
     for m in report.measurements.iter().filter(|m| m.mode == mode) {
         let Some(v) = m.extra.get(key).and_then(Value::as_f64) else {
@@ -597,7 +620,13 @@ fn bars(
         let spreads: Vec<(f64, Spread)> = spreads.into_iter().map(|(x, s, _)| (x, s)).collect();
         draw_spread(&mut chart, BLACK, &spreads)
     })?;
-    Ok(Some(svg))
+    let mut legend: Vec<(String, RGBColor)> = Vec::new();
+    for g in &groups {
+        if !legend.iter().any(|(t, _)| *t == g.1) {
+            legend.push((g.1.clone(), palette.of(&g.1)));
+        }
+    }
+    Ok(Some(Plot { svg, legend }))
 }
 
 /// Runs `f` on a fresh SVG drawing area and returns the SVG text.
