@@ -488,11 +488,17 @@ metrics_setting() {
         printf '%s\n' "$METRICS" >"$PID_DIR/herd-metrics"
     fi
     if [[ "$METRICS" != off ]]; then
-        local i port
+        local i j port
         for i in "${!NAMES[@]}"; do
             port=$((PORTS[i] + METRICS))
             ((port >= 1 && port <= 65535)) ||
                 die "${NAMES[$i]}'s metrics port would be $port (client port ${PORTS[$i]} + HERD_METRICS_OFFSET $METRICS): set another HERD_METRICS_OFFSET, or HERD_METRICS=off"
+            for j in "${!NAMES[@]}"; do
+                [[ "${HOSTS[$j]}" == "${HOSTS[$i]}" ]] || continue
+                if ((port == PORTS[j] || port == PEERS[j])); then
+                    die "${NAMES[$i]}'s metrics port $port (client port + HERD_METRICS_OFFSET $METRICS) is a port of ${NAMES[$j]}: set another HERD_METRICS_OFFSET, or HERD_METRICS=off"
+                fi
+            done
         done
     fi
 }

@@ -33,6 +33,11 @@ use crate::places::PlacesStatus;
 /// Every figure of one server.
 pub struct Metrics {
     registry: Registry,
+    /// Held while a scrape sets the read-when-scraped figures and encodes
+    /// the page, so that two scrapes at once neither add a total twice
+    /// (see [`catch_up`]) nor mix two snapshots in one page. Scrapes are
+    /// rare; the hot path never takes it.
+    rendering: parking_lot::Mutex<()>,
     /// Lines received, by kind.
     pub lines: Lines,
     /// Records that became a client's newest, from clients and from
@@ -155,7 +160,7 @@ impl Metrics {
         };
         let lines = counter_vec(
             "herd_lines_received_total",
-            "Lines received, by kind (iamat, whatsat and invalid from clients, at from neighbours).",
+            "Lines received, by kind: iamat and whatsat from clients, at from neighbours, invalid for every line of either answered with ?.",
             "kind",
         );
         let stored = counter_vec(
@@ -165,7 +170,7 @@ impl Metrics {
         );
         let places = counter_vec(
             "herd_places_requests_total",
-            "Places requests made for WHATSAT, by outcome (OK, or the error status).",
+            "WHATSAT answers from Places, by status: OK, or the error status (REQUEST_DENIED also when no key is set and nothing was sent).",
             "status",
         );
         let places_seconds = Histogram::with_opts(
@@ -233,7 +238,7 @@ impl Metrics {
             ),
             journal_failures: counter(
                 "herd_journal_write_failures_total",
-                "Journal appends that failed (the IAMAT got no AT reply).",
+                "Journal writes that failed: of a client's update (which then gets no AT reply) or of a neighbour's burst.",
             ),
             log_lost: counter(
                 "herd_log_lines_lost_total",
@@ -260,6 +265,7 @@ impl Metrics {
             ),
             link_oldest,
             registry,
+            rendering: parking_lot::Mutex::new(()),
         }
     }
 
@@ -293,6 +299,7 @@ impl Metrics {
     /// The page a scrape gets: `snapshot`'s figures set, then everything
     /// in the Prometheus text format (version 0.0.4).
     pub fn render(&self, snapshot: &Snapshot) -> String {
+        let _one_at_a_time = self.rendering.lock();
         let set = |g: &IntGauge, v: u64| g.set(i64::try_from(v).unwrap_or(i64::MAX));
         set(&self.client_connections, snapshot.client_connections as u64);
         set(&self.peer_connections, snapshot.peer_connections as u64);

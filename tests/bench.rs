@@ -422,8 +422,12 @@ fn rounds_and_a_report_page() {
     );
     assert!(page.contains("iamat: requests per second against connections"));
     assert!(page.contains("IAMAT latency"));
+    // Each target has a key in a plot's legend, in its own colour.
     for target in ["herd Riley (1 srv)", "baseline"] {
-        assert!(page.contains(target), "{target} missing");
+        assert!(
+            page.contains(&format!("</span>{target}</span>")),
+            "no legend key for {target}"
+        );
     }
     for outside in ["<script", "<link", "src=", "@import"] {
         assert!(!page.contains(outside), "page loads or runs {outside}");

@@ -145,6 +145,8 @@ fn choose_subnet() -> Result<u8, String> {
         .ok_or_else(|| "every 10.232.X.0/24 is in use".into())
 }
 
+/// Runs the scenario where it can: not run without root or `ip`, failed
+/// with both machines' logs kept if any step goes wrong.
 fn run() -> Outcome {
     if let Err(why) = prerequisites() {
         return Outcome::NotRun(why);
@@ -175,6 +177,7 @@ fn run() -> Outcome {
     }
 }
 
+/// Makes the two machines and runs the steps of the module doc on them.
 fn scenario(m: &mut Machines) -> Result<(), Outcome> {
     let failed = Outcome::Failed;
     let first = m.ns('a');
@@ -316,6 +319,14 @@ fn scenario(m: &mut Machines) -> Result<(), Outcome> {
             )));
         }
         std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The link between the machines proved the shared secret.
+    let log = std::fs::read_to_string(m.dir('b').join("logs/Juzang.log")).unwrap_or_default();
+    if !log.contains("link from Jaquez proved the herd secret") {
+        return Err(Outcome::Failed(format!(
+            "Juzang's log shows no proved link from Jaquez:\n{log}"
+        )));
     }
 
     for machine in ['a', 'b'] {

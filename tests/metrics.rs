@@ -117,8 +117,9 @@ fn figures_follow_the_herd() {
     );
     let _a = spawn_with("A", &config, &dir, &["--metrics-addr", &ma.to_string()]);
     let mut b = spawn_with("B", &config, &dir, &["--metrics-addr", &mb.to_string()]);
-    wait_until("A's link to B up", || {
+    wait_until("the links both ways up", || {
         get(&samples(&scrape(ma)), "herd_link_up{link=\"B\"}") == 1.0
+            && get(&samples(&scrape(mb)), "herd_link_up{link=\"A\"}") == 1.0
     });
 
     let a = addr_of(&config, "A");
@@ -175,7 +176,9 @@ fn figures_follow_the_herd() {
 
 /// The metrics port answers only `GET /metrics`; a stranger who opens
 /// more idle connections than the port serves at once gets the extra
-/// ones closed unanswered, and once those go the page is served again.
+/// ones closed unanswered (a whole request on the fifth gets no page),
+/// and once those go the page is served again; a request head that
+/// trickles in a byte at a time is cut off, not waited for.
 #[test]
 fn the_metrics_port_is_bounded() {
     let dir = temp_dir("metrics-bounded");
@@ -192,14 +195,19 @@ fn the_metrics_port_is_bounded() {
     );
 
     // Four idle connections hold every scrape thread (each waits for a
-    // request head); the fifth is closed at once, with nothing said.
+    // request head); a fifth, even with a whole request, is closed with
+    // nothing said.
     let idle: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(m).unwrap()).collect();
-    wait_until("a fifth connection to be refused", || {
-        let mut extra = TcpStream::connect(m).unwrap();
-        extra.set_read_timeout(Some(PATIENCE)).unwrap();
-        let mut buf = [0u8; 64];
-        matches!(extra.read(&mut buf), Ok(0))
-    });
+    let mut extra = TcpStream::connect(m).unwrap();
+    extra.set_read_timeout(Some(PATIENCE)).unwrap();
+    let _ = extra.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = extra.read_to_end(&mut answer);
+    assert!(
+        answer.is_empty(),
+        "a fifth connection was served: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
     drop(idle);
     wait_until("the page once the idle connections are gone", || {
         let mut stream = TcpStream::connect(m).unwrap();
@@ -209,6 +217,15 @@ fn the_metrics_port_is_bounded() {
         let _ = stream.read_to_string(&mut answer);
         answer.starts_with("HTTP/1.1 200")
     });
+    // A head trickled in a byte every 300 ms is closed by its 2 s
+    // deadline, well before 30 bytes (9 s) have gone: a write then fails.
+    let mut slow = TcpStream::connect(m).unwrap();
+    let cut = (0..30).any(|_| {
+        let failed = slow.write_all(b"G").is_err();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        failed
+    });
+    assert!(cut, "a trickling request head held its slot for 9 s");
     // The client port carries none of it.
     let reply = one_shot(addr_of(&config, "A"), "GET /metrics HTTP/1.0\n");
     assert_eq!(reply, "? GET /metrics HTTP/1.0\n");

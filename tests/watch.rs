@@ -155,6 +155,8 @@ fn row<'a>(screen: &'a str, name: &str) -> &'a str {
         .unwrap_or("")
 }
 
+/// The whole scenario of the module doc; the first thing the screen
+/// failed to show, if any.
 fn scenario() -> Result<(), String> {
     let dir = temp_dir("watch");
     let names = ["A", "B", "C"];
@@ -246,11 +248,26 @@ fn scenario() -> Result<(), String> {
     run.wait_for("the shell again after q", |s| {
         s.contains("watch-test$") && !s.contains("servers up")
     })?;
-    let modes = dir.join("stty.txt");
-    run.type_line(&format!("stty -a > {}", modes.display()));
+    restored(&run, &dir.join("stty-after-q.txt"))?;
+
+    // Ctrl-C ends it too, with the modes restored.
+    run.type_line(&format!("bash {SCRIPT} watch"));
+    run.wait_for("the view again", |s| s.contains("3 of 3 servers up"))?;
+    run.tmux(&["send-keys", "-t", "view", "C-c"]);
+    run.wait_for("the shell again after Ctrl-C", |s| {
+        s.contains("watch-test$") && !s.contains("servers up")
+    })?;
+    restored(&run, &dir.join("stty-after-ctrl-c.txt"))?;
+    Ok(())
+}
+
+/// Has the shell write its terminal's modes to `file` and checks that
+/// line editing, echo and signals are back on.
+fn restored(run: &Run, file: &Path) -> Result<(), String> {
+    run.type_line(&format!("stty -a > {}", file.display()));
     let deadline = Instant::now() + PATIENCE;
     let stty = loop {
-        let text = std::fs::read_to_string(&modes).unwrap_or_default();
+        let text = std::fs::read_to_string(file).unwrap_or_default();
         if text.contains("icanon") {
             break text;
         }
@@ -262,16 +279,8 @@ fn scenario() -> Result<(), String> {
     let words: Vec<&str> = stty.split_whitespace().collect();
     for mode in ["icanon", "echo", "isig"] {
         if !words.contains(&mode) {
-            return Err(format!("{mode} not restored after q: {stty}"));
+            return Err(format!("{mode} not restored: {stty}"));
         }
     }
-
-    // Ctrl-C ends it too.
-    run.type_line(&format!("bash {SCRIPT} watch"));
-    run.wait_for("the view again", |s| s.contains("3 of 3 servers up"))?;
-    run.tmux(&["send-keys", "-t", "view", "C-c"]);
-    run.wait_for("the shell again after Ctrl-C", |s| {
-        s.contains("watch-test$") && !s.contains("servers up")
-    })?;
     Ok(())
 }

@@ -191,9 +191,7 @@ impl Link {
         // is queued, and one stored before is in the snapshot. The fence
         // pairs with the one in `Flood::send`, so that a sender that still
         // saw the queue closed stored its record before our snapshot.
-        self.state
-            .taken_at_ms
-            .store(super::unix_ms(), Ordering::Relaxed);
+        self.state.taken_at.store(super::clock(), Ordering::Relaxed);
         self.state.open.store(true, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         // Stray records from before are in the snapshot too.
@@ -233,6 +231,9 @@ impl Link {
                         batch.push(first);
                     }
                 }
+                // Everything queued now is taken below: the queue holds
+                // at most a batch, and one of it is already in `batch`.
+                let taken = super::clock();
                 while batch.len() < BATCH {
                     match self.queue.try_recv() {
                         Ok(more) => batch.push(more),
@@ -247,6 +248,7 @@ impl Link {
                 // Those that found the queue full go out after the batch
                 // they were behind, in batches of their own.
                 let behind = self.state.take_behind();
+                self.state.taken_at.store(taken, Ordering::Relaxed);
                 for chunk in behind.chunks(BATCH) {
                     if !self.send(&mut writer, chunk) {
                         break 'serve Ended::Broken;

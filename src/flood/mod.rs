@@ -216,11 +216,13 @@ struct LinkState {
     /// How many client threads wait for room in the queue, so the link
     /// only takes `room_lock` when someone is there to wake.
     waiting_for_room: AtomicUsize,
-    /// When the link last emptied its queue and behind-map, in
-    /// milliseconds since the Unix epoch. A take empties the queue (it
-    /// holds no more than a batch), so whatever waits now arrived after
-    /// it: the time since then bounds the oldest waiting record's age.
-    taken_at_ms: AtomicU64,
+    /// When the link last took everything waiting, in nanoseconds of
+    /// [`clock`]: a take empties the queue (it holds no more than a
+    /// batch), and the behind-map is emptied after it, so once both are
+    /// done whatever waits arrived after the queue's take. The link
+    /// stores the queue's take time only then, so the time since bounds
+    /// the oldest waiting record's age even while the batch is written.
+    taken_at: AtomicU64,
     /// With `room`, where client threads sleep until the link makes room.
     /// Not crossbeam's blocking send: it spins and yields before it
     /// sleeps, and with dozens of clients waiting that spinning took a
@@ -246,7 +248,6 @@ impl LinkState {
     /// Called by the link after it took records from the queue: wakes the
     /// client threads waiting for room, if any.
     fn made_room(&self) {
-        self.taken_at_ms.store(unix_ms(), Ordering::Relaxed);
         self.takes.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
         if self.waiting_for_room.load(Ordering::SeqCst) > 0 {
@@ -470,12 +471,12 @@ impl Flood {
     /// and for how long at most. Takes each link's behind-map lock, once
     /// per scrape.
     pub fn links(&self) -> Vec<LinkSnapshot> {
-        let now = unix_ms();
+        let now = clock();
         self.queues
             .iter()
             .map(|q| {
                 let waiting = q.tx.len() + q.state.behind.lock().len();
-                let taken = q.state.taken_at_ms.load(Ordering::Relaxed);
+                let taken = q.state.taken_at.load(Ordering::Relaxed);
                 LinkSnapshot {
                     neighbour: q.neighbour.clone(),
                     up: q.state.up.load(Ordering::SeqCst),
@@ -483,7 +484,7 @@ impl Flood {
                     oldest_seconds: if waiting == 0 {
                         0.0
                     } else {
-                        now.saturating_sub(taken) as f64 / 1000.0
+                        now.saturating_sub(taken) as f64 / 1e9
                     },
                 }
             })
@@ -557,9 +558,10 @@ impl Delivery {
 /// as before when nothing else does. `proxy-herd-bench sustain` measured
 /// the difference (README, Performance).
 ///
-/// Only connections that start while some link is up do this: with no
-/// flood to protect, a lower priority would only let other programs on
-/// the machine (a load generator, say) delay the replies.
+/// Client connections do this only when they start while some link is
+/// up: with no flood to protect, a lower priority would only let other
+/// programs on the machine (a load generator, say) delay the replies.
+/// The compactor always does: its work can always wait.
 ///
 /// Linux keeps nice values per thread, and an unprivileged thread may
 /// always lower its own priority. Elsewhere, or if the call fails, the
@@ -574,11 +576,11 @@ pub fn yield_to_the_flood(steps: i32) {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// Nanoseconds since this process first asked: a monotonic clock for
+/// the links' take times, which a change of the wall clock cannot move.
+fn clock() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
 /// What every link thread is started with, beside its neighbour.

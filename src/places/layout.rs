@@ -1,4 +1,5 @@
-//! Google's JSON layout (README, Places API (New) and WHATSAT) and the reply rule of the README's WHATSAT.
+//! Google's JSON layout (README, Places API (New)) and the reply rule of
+//! the README's WHATSAT (no blank line inside the JSON).
 //!
 //! Google Places answers in the layout of jsoncpp's "styled" writer. When
 //! the herd cuts `results` down to the client's bound it has to lay the
@@ -22,7 +23,8 @@ const RIGHT_MARGIN: usize = 74;
 /// How many spaces each nesting level adds.
 const INDENT: &str = "   ";
 
-/// Lays out a JSON value the way Google Places does (jsoncpp's "styled" writer, the README's WHATSAT), ending with one "\n".
+/// Lays out a JSON value the way Google Places does (jsoncpp's "styled"
+/// writer; README, Places API (New)), ending with one "\n".
 pub fn styled(value: &Value) -> String {
     let mut writer = Writer {
         document: String::new(),
@@ -298,8 +300,8 @@ mod tests {
         Value::String("x".repeat(len - 2))
     }
 
-    /// The example of the README's WHATSAT comes out line for line as Google
-    /// writes it: members indented 3 per level, `" : "`, containers opening
+    /// A legacy answer in the shape of Google's documented example comes
+    /// out line for line as Google writes it: members indented 3 per level, `" : "`, containers opening
     /// on the key's line and a short string array on one line.
     #[test]
     fn protocol_example_layout() {

@@ -15,7 +15,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::Shared;
 use crate::metrics::CONTENT_TYPE;
@@ -24,7 +24,8 @@ use crate::metrics::CONTENT_TYPE;
 pub const MAX_SCRAPES: usize = 4;
 /// The longest request head read (the request line and its headers).
 const MAX_HEAD: usize = 8 * 1024;
-/// How long a request head may take to arrive.
+/// How long a whole request head may take to arrive (not each read: a
+/// byte every second would otherwise hold a slot for hours).
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the answer may take to be taken.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -63,7 +64,6 @@ pub(super) fn accept_loop(shared: &Arc<Shared>, listener: TcpListener) {
 
 /// Reads one request head and answers it.
 fn serve(shared: &Shared, mut stream: TcpStream) {
-    let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let Some(head) = read_head(&mut stream) else {
         let _ = stream.shutdown(Shutdown::Both);
@@ -104,11 +104,16 @@ fn serve(shared: &Shared, mut stream: TcpStream) {
 }
 
 /// The request head up to its blank line, or `None` if it is too long,
-/// too slow or not text.
+/// not all there within [`READ_TIMEOUT`], or not text.
 fn read_head(stream: &mut TcpStream) -> Option<String> {
+    let deadline = Instant::now() + READ_TIMEOUT;
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .ok()?;
         let n = stream.read(&mut buf).ok()?;
         if n == 0 {
             break;

@@ -20,10 +20,13 @@ mod view;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use proxy_herd::herd::Herd;
 use terminal::{Key, Screen};
@@ -94,6 +97,14 @@ fn run(args: Args) -> Result<(), String> {
         }
         return Ok(());
     }
+    // SIGTERM, SIGHUP (a closed terminal) and SIGINT from another
+    // program end the view like q, so the terminal is put back; Ctrl-C
+    // typed here arrives as a key.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGTERM, SIGHUP, SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
+    }
     let screen = Screen::open().map_err(|e| format!("cannot take over the terminal: {e}"))?;
     loop {
         let began = Instant::now();
@@ -101,7 +112,7 @@ fn run(args: Args) -> Result<(), String> {
         screen
             .draw(&view.frame(&clock, every))
             .map_err(|e| e.to_string())?;
-        if let Some(Key::Quit) = screen.key(every.saturating_sub(began.elapsed())) {
+        if let Some(Key::Quit) = screen.key(every.saturating_sub(began.elapsed()), &stop) {
             return Ok(());
         }
     }

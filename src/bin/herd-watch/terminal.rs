@@ -4,7 +4,8 @@
 //! however it ends (`q`, Ctrl-C, an error, a panic).
 
 use std::io::{self, Read, Write};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use rustix::termios::{self, LocalModes, OptionalActions, SpecialCodeIndex, Termios};
 
@@ -39,8 +40,9 @@ impl Screen {
         termios::tcsetattr(&stdin, OptionalActions::Now, &raw)?;
         let screen = Screen { saved };
         // The alternate screen, the cursor hidden.
-        print!("\x1b[?1049h\x1b[?25l");
-        io::stdout().flush()?;
+        let mut stdout = io::stdout();
+        stdout.write_all(b"\x1b[?1049h\x1b[?25l")?;
+        stdout.flush()?;
         Ok(screen)
     }
 
@@ -62,11 +64,17 @@ impl Screen {
         stdout.flush()
     }
 
-    /// Waits up to `pause` for a key.
-    pub fn key(&self, pause: Duration) -> Option<Key> {
-        let deadline = std::time::Instant::now() + pause;
+    /// Waits up to `pause` for a key, and looks at least once even when
+    /// `pause` is zero (a refresh that took longer than the interval),
+    /// so that `q` always works. A signal that asks the view to end
+    /// (`stop`) counts as `q`.
+    pub fn key(&self, pause: Duration, stop: &AtomicBool) -> Option<Key> {
+        let deadline = Instant::now() + pause;
         let mut byte = [0u8; 1];
-        while std::time::Instant::now() < deadline {
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Some(Key::Quit);
+            }
             // Returns after a tenth of a second with nothing (VTIME).
             if let Ok(1) = io::stdin().read(&mut byte) {
                 return Some(match byte[0] {
@@ -74,18 +82,21 @@ impl Screen {
                     _ => Key::Other,
                 });
             }
+            if Instant::now() >= deadline {
+                return None;
+            }
         }
-        None
     }
 }
 
 impl Drop for Screen {
-    /// The cursor back, the normal screen back, the terminal's modes
-    /// back.
+    /// The terminal's modes back first (writing can fail, and must not
+    /// keep that from happening), then the cursor and the normal screen.
     fn drop(&mut self) {
-        print!("\x1b[?25h\x1b[?1049l");
-        let _ = io::stdout().flush();
         let _ = termios::tcsetattr(io::stdin(), OptionalActions::Now, &self.saved);
+        let mut stdout = io::stdout();
+        let _ = stdout.write_all(b"\x1b[?25h\x1b[?1049l");
+        let _ = stdout.flush();
     }
 }
 

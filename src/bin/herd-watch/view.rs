@@ -142,10 +142,10 @@ impl View {
         let up = self.current.iter().filter(|s| s.is_ok()).count();
         let mut lines = vec![
             format!(
-                "herd watch  {clock}  every {:.1} s  (q quits){:>width$}",
+                "herd watch  {clock}  every {} s  (q quits){:>width$}",
                 every.as_secs_f64(),
                 format!("{up} of {} servers up", self.servers.len()),
-                width = 36
+                width = 34
             ),
             format!(
                 "{:<10} {:<5} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
@@ -191,11 +191,18 @@ impl View {
         lines.push(String::new());
         lines.push("LINKS  sender -> neighbour: state, records waiting, oldest wait".into());
         let cells: Vec<String> = self.directions.iter().map(|&d| self.link_cell(d)).collect();
-        for pair in cells.chunks(2).take(8) {
+        const LINK_ROWS: usize = 8;
+        for pair in cells.chunks(2).take(LINK_ROWS) {
             lines.push(format!(
                 "{:<39} {}",
                 pair[0],
                 pair.get(1).map_or("", String::as_str)
+            ));
+        }
+        if cells.len() > 2 * LINK_ROWS {
+            lines.push(format!(
+                "... and {} more link directions",
+                cells.len() - 2 * LINK_ROWS
             ));
         }
         lines.push(String::new());

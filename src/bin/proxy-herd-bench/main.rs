@@ -257,8 +257,9 @@ pub struct Options {
     #[arg(long, global = true, value_name = "HERD.json")]
     pub config: Option<PathBuf>,
 
-    /// Run the whole mode this many times (1-20), each round on fresh
-    /// herds; the table and the report show the spread between rounds.
+    /// Run the whole mode this many times (1-20), each round on herds
+    /// started afresh (with --addr, the same server each time); the table
+    /// and the report show the spread between rounds.
     #[arg(long, global = true, default_value_t = 1, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=20))]
     pub rounds: u32,
@@ -709,6 +710,12 @@ impl Ctx {
         if o.connections.is_empty() || o.connections.iter().any(|&c| c == 0 || c > 2000) {
             return Err("--connections must be between 1 and 2000".into());
         }
+        // A folder the report cannot go to is found now, not after the run.
+        if let Some(dir) = &o.report {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                format!("--report {}: cannot create the folder: {e}", dir.display())
+            })?;
+        }
         let bin_dir = match &o.bin_dir {
             Some(dir) => dir.clone(),
             None => std::env::current_exe()
@@ -822,6 +829,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(&cli) {
         Ok(report) => {
+            if !report.is_empty() {
+                if cli.opts.json {
+                    print!("{}", report.json());
+                } else {
+                    println!();
+                    print!("{}", report.table());
+                }
+            }
+            // After the table, so a report that cannot be written loses
+            // none of the figures.
             if let (Some(dir), false) = (&cli.opts.report, report.is_empty()) {
                 match page::write(dir, &report, std::env::args()) {
                     Ok(index) => {
@@ -833,14 +850,6 @@ fn main() -> ExitCode {
                         eprintln!("proxy-herd-bench: --report {}: {message}", dir.display());
                         return ExitCode::FAILURE;
                     }
-                }
-            }
-            if !report.is_empty() {
-                if cli.opts.json {
-                    print!("{}", report.json());
-                } else {
-                    println!();
-                    print!("{}", report.table());
                 }
             }
             if report.clean() {

@@ -234,32 +234,6 @@ fn summarize(member: &Member, sent: &[Sent], start: Instant, end: Instant, plan:
             }
         }
     }
-    if std::env::var_os("PH_LAGDUMP").is_some() {
-        let mut buckets: std::collections::BTreeMap<u64, Vec<u64>> = Default::default();
-        for worker in sent {
-            for &(key, _, replied) in &worker.updates {
-                if let Some(&at) = arrivals.get(&key) {
-                    let b = replied.duration_since(start).as_millis() as u64 / 250;
-                    buckets
-                        .entry(b)
-                        .or_default()
-                        .push(at.saturating_duration_since(replied).as_micros() as u64);
-                }
-            }
-        }
-        for (b, mut v) in buckets {
-            v.sort_unstable();
-            let p = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)] / 1000;
-            eprintln!(
-                "LAG t={:>5.2}s n={:>6} p50={:>4}ms p99={:>4}ms max={:>4}ms",
-                b as f64 / 4.0,
-                v.len(),
-                p(0.5),
-                p(0.99),
-                v[v.len() - 1] / 1000
-            );
-        }
-    }
     let newest = newest(sent);
     out.missing = newest.iter().filter(|k| !arrivals.contains_key(k)).count() as u64;
     out.superseded -= out.missing;
