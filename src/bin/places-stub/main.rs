@@ -100,8 +100,8 @@ fn main() -> ExitCode {
 /// Serves until SIGINT or SIGTERM. The handler only wakes this thread, so
 /// the stub is stopped the ordinary way and the exit status is 0.
 fn run(args: Args) -> Result<(), String> {
-    let listener = proxy_herd::server::bind_listener((args.host.as_str(), args.port))
-        .map_err(|error| format!("cannot listen on {}:{}: {error}", args.host, args.port))?;
+    // The handlers come first: once the port is bound a connect succeeds,
+    // and a SIGTERM sent right after must already find them.
     let (stop_tx, stop_rx) = mpsc::channel();
     let on_ctrl_c = stop_tx.clone();
     ctrlc::set_handler(move || {
@@ -117,6 +117,8 @@ fn run(args: Args) -> Result<(), String> {
             let _ = stop_tx.send(());
         }
     });
+    let listener = proxy_herd::server::bind_listener((args.host.as_str(), args.port))
+        .map_err(|error| format!("cannot listen on {}:{}: {error}", args.host, args.port))?;
     let stub = PlacesStub::start(listener, Behaviour::Normal)
         .map_err(|error| format!("cannot start serving: {error}"))?;
     println!(
