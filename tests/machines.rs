@@ -28,7 +28,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::netns::{ip, ip_output, ip_path, prerequisites};
+use support::netns::{choose_subnet, ip, ip_path, prerequisites};
 use support::own_harness::{self, Outcome};
 use support::temp_dir;
 
@@ -130,28 +130,13 @@ impl Drop for Machines {
     }
 }
 
-/// Picks X for 10.232.X.0/24, from the pid and skipping any X the root
-/// namespace already uses.
-fn choose_subnet() -> Result<u8, String> {
-    let addrs = ip_output(&["-4", "-o", "addr", "show"])?;
-    let routes = ip_output(&["-4", "route", "show", "table", "all"])?;
-    let start = std::process::id() % 250;
-    (0..250)
-        .map(|i| ((start + i) % 250 + 1) as u8)
-        .find(|x| {
-            let net = format!("10.232.{x}.");
-            !addrs.contains(&net) && !routes.contains(&net)
-        })
-        .ok_or_else(|| "every 10.232.X.0/24 is in use".into())
-}
-
 /// Runs the scenario where it can: not run without root or `ip`, failed
 /// with both machines' logs kept if any step goes wrong.
 fn run() -> Outcome {
     if let Err(why) = prerequisites() {
         return Outcome::NotRun(why);
     }
-    let subnet = match choose_subnet() {
+    let subnet = match choose_subnet("10.232") {
         Ok(x) => x,
         Err(e) => return Outcome::Failed(e),
     };

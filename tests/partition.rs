@@ -55,7 +55,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::netns::{ip, ip_output, ip_path, prerequisites};
+use support::netns::{choose_subnet, ip, ip_output, ip_path, prerequisites};
 use support::own_harness::{self, Outcome};
 use support::{temp_dir, FIVE, FIVE_LINKS};
 
@@ -227,22 +227,6 @@ fn install_interrupt_cleanup() {
         cleanup();
         std::process::exit(130);
     });
-}
-
-/// Picks X for 10.231.X.0/24: derived from the pid so that concurrent
-/// runs differ, and skipping any X already in use by an address or route
-/// in the root namespace (another run, or anything else on the machine).
-fn choose_subnet() -> Result<u8, String> {
-    let addrs = ip_output(&["-4", "-o", "addr", "show"])?;
-    let routes = ip_output(&["-4", "route", "show", "table", "all"])?;
-    let start = std::process::id() % 250;
-    (0..250)
-        .map(|i| ((start + i) % 250 + 1) as u8)
-        .find(|x| {
-            let net = format!("10.231.{x}.");
-            !addrs.contains(&net) && !routes.contains(&net)
-        })
-        .ok_or_else(|| "every 10.231.X.0/24 is in use".into())
 }
 
 /// The addresses and names of this run's network.
@@ -634,7 +618,7 @@ fn run() -> Outcome {
         return Outcome::NotRun(reason);
     }
     let _cleanup = Cleanup;
-    let subnet = match choose_subnet() {
+    let subnet = match choose_subnet("10.231") {
         Ok(x) => x,
         Err(e) => return Outcome::Failed(e),
     };

@@ -72,3 +72,20 @@ pub fn prerequisites() -> Result<(), String> {
         Err(e) => Err(format!("cannot run {}: {e}", bin.display())),
     }
 }
+
+/// Picks X for `{base}.X.0/24` (`base` is two octets, such as "10.231"):
+/// derived from the pid so that concurrent runs differ, and skipping any
+/// X already used by an address or route in the root namespace (another
+/// run, or anything else on the machine).
+pub fn choose_subnet(base: &str) -> Result<u8, String> {
+    let addrs = ip_output(&["-4", "-o", "addr", "show"])?;
+    let routes = ip_output(&["-4", "route", "show", "table", "all"])?;
+    let start = std::process::id() % 250;
+    (0..250)
+        .map(|i| ((start + i) % 250 + 1) as u8)
+        .find(|x| {
+            let net = format!("{base}.{x}.");
+            !addrs.contains(&net) && !routes.contains(&net)
+        })
+        .ok_or_else(|| format!("every {base}.X.0/24 is in use"))
+}

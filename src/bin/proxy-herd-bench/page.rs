@@ -399,11 +399,7 @@ where
     X::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
     Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 18))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
+    let mut chart = builder(root, title)
         .build_cartesian_2d(x, y)
         .map_err(|e| e.to_string())?;
     chart
@@ -420,28 +416,31 @@ where
             .iter()
             .map(|(&c, rates)| (c as f64, Spread::of(rates.clone())))
             .collect();
-        chart
-            .draw_series(LineSeries::new(
-                spreads.iter().map(|(c, s)| (*c, s.mean)),
-                colour.stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?;
-        draw_spread(&mut chart, colour, &spreads)?;
+        draw_rounds(&mut chart, colour, &spreads, true)?;
     }
     Ok(())
 }
 
-/// The spread of each point: a bar from the lowest round to the highest
-/// and a dot per round.
-fn draw_spread<'a, DB: DrawingBackend + 'a, X, Y>(
+/// Each point's rounds: a line through the means (when `joined`), a bar
+/// from the lowest round to the highest, and a dot per round.
+fn draw_rounds<'a, DB: DrawingBackend + 'a, X, Y>(
     chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
     colour: RGBColor,
     spreads: &[(f64, Spread)],
+    joined: bool,
 ) -> Result<(), String>
 where
     X: Ranged<ValueType = f64>,
     Y: Ranged<ValueType = f64>,
 {
+    if joined {
+        chart
+            .draw_series(LineSeries::new(
+                spreads.iter().map(|(x, s)| (*x, s.mean)),
+                colour.stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?;
+    }
     chart
         .draw_series(
             spreads
@@ -496,11 +495,7 @@ fn percentiles(
     let names = ["p50", "p99", "p99.9", "max"];
     let mut legend = Vec::new();
     let svg = draw(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
+        let mut chart = builder(root, title)
             .build_cartesian_2d(-0.3f64..3.3, (low / 2.0..high * 2.0).log_scale())
             .map_err(|e| e.to_string())?;
         chart
@@ -529,14 +524,8 @@ fn percentiles(
             let spreads: Vec<(f64, Spread)> = (0..4)
                 .map(|i| (i as f64, Spread::of(rounds.iter().map(|r| r[i]).collect())))
                 .collect();
-            chart
-                .draw_series(LineSeries::new(
-                    spreads.iter().map(|(x, s)| (*x, s.mean)),
-                    colour.stroke_width(2),
-                ))
-                .map_err(|e| e.to_string())?;
             legend.push((format!("{} {}", key.0, key.1), colour));
-            draw_spread(&mut chart, colour, &spreads)?;
+            draw_rounds(&mut chart, colour, &spreads, true)?;
         }
         Ok(())
     })?;
@@ -582,11 +571,7 @@ fn bars(
         * 1.2;
     let n = groups.len();
     let svg = draw(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
+        let mut chart = builder(root, title)
             .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0.0..top.max(1.0))
             .map_err(|e| e.to_string())?;
         chart
@@ -618,7 +603,7 @@ fn bars(
             }))
             .map_err(|e| e.to_string())?;
         let spreads: Vec<(f64, Spread)> = spreads.into_iter().map(|(x, s, _)| (x, s)).collect();
-        draw_spread(&mut chart, BLACK, &spreads)
+        draw_rounds(&mut chart, BLACK, &spreads, false)
     })?;
     let mut legend: Vec<(String, RGBColor)> = Vec::new();
     for g in &groups {
@@ -627,6 +612,20 @@ fn bars(
         }
     }
     Ok(Some(Plot { svg, legend }))
+}
+
+/// Every plot's frame: its title, margins and room for the axes' labels.
+fn builder<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    title: &str,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70);
+    builder
 }
 
 /// Runs `f` on a fresh SVG drawing area and returns the SVG text.
