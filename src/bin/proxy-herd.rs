@@ -288,6 +288,10 @@ fn run(args: Args) -> Result<(), String> {
         ),
         (None, None) => None,
     };
+    // The handlers come before the ports: once a port is bound a
+    // connect succeeds, and a signal sent right after must find them.
+    // What they catch waits until the log is open.
+    let signals = catch_signals()?;
     // Bind before opening the log, so a port in use fails with nothing
     // else done.
     let mut listeners = Listeners::bind(&spec).map_err(|e| e.to_string())?;
@@ -302,7 +306,7 @@ fn run(args: Args) -> Result<(), String> {
     };
     let (log, log_path) = ServerLog::to_file(&args.log_dir, &spec.name, files)
         .map_err(|e| format!("cannot open log in {}: {e}", args.log_dir.display()))?;
-    let signal_rx = on_signals(&log)?;
+    let signal_rx = signals.serve(&log)?;
 
     let api = PlacesApi::from(args.places_api);
     let places = PlacesConfig {
@@ -353,15 +357,24 @@ fn run(args: Args) -> Result<(), String> {
     std::process::exit(0);
 }
 
-/// Installs the signal handlers: SIGINT (Ctrl-C) and SIGTERM stop the
-/// server, through the channel returned; SIGHUP reopens the log.
+/// The signals caught, waiting for [`Caught::serve`]: SIGINT (Ctrl-C)
+/// and SIGTERM stop the server, SIGHUP reopens the log.
+struct Caught {
+    signals: signal_hook::iterator::Signals,
+    stop_tx: crossbeam_channel::Sender<()>,
+    stop_rx: crossbeam_channel::Receiver<()>,
+}
+
+/// Installs the signal handlers; nothing acts on a signal until
+/// [`Caught::serve`], but none is lost meanwhile (the iterator keeps what
+/// arrived, and the stop channel holds a Ctrl-C).
 ///
 /// ctrlc catches Ctrl-C, as in every version of this herd. Its
 /// `termination` feature would map SIGTERM and SIGHUP to the same handler,
 /// which cannot tell a stop from logrotate's "reopen your log"; so SIGTERM
 /// and SIGHUP come through signal-hook instead, whose iterator hands each
 /// signal by number to an ordinary thread.
-fn on_signals(log: &ServerLog) -> Result<crossbeam_channel::Receiver<()>, String> {
+fn catch_signals() -> Result<Caught, String> {
     use signal_hook::consts::{SIGHUP, SIGTERM};
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(2);
     let on_ctrl_c = stop_tx.clone();
@@ -369,22 +382,40 @@ fn on_signals(log: &ServerLog) -> Result<crossbeam_channel::Receiver<()>, String
         let _ = on_ctrl_c.try_send(());
     })
     .map_err(|e| format!("cannot install the signal handler: {e}"))?;
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP])
+    let signals = signal_hook::iterator::Signals::new([SIGTERM, SIGHUP])
         .map_err(|e| format!("cannot install the signal handlers: {e}"))?;
-    let log = log.clone();
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                if signal == SIGHUP {
-                    log.info(format_args!("got SIGHUP; reopening the log"));
-                    log.reopen();
-                    log.info(format_args!("log reopened after SIGHUP"));
-                } else {
-                    let _ = stop_tx.try_send(());
+    Ok(Caught {
+        signals,
+        stop_tx,
+        stop_rx,
+    })
+}
+
+impl Caught {
+    /// Starts the thread that acts on SIGTERM and SIGHUP with `log`
+    /// open; returns the channel a stop arrives on.
+    fn serve(self, log: &ServerLog) -> Result<crossbeam_channel::Receiver<()>, String> {
+        use signal_hook::consts::SIGHUP;
+        let Caught {
+            mut signals,
+            stop_tx,
+            stop_rx,
+        } = self;
+        let log = log.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for signal in signals.forever() {
+                    if signal == SIGHUP {
+                        log.info(format_args!("got SIGHUP; reopening the log"));
+                        log.reopen();
+                        log.info(format_args!("log reopened after SIGHUP"));
+                    } else {
+                        let _ = stop_tx.try_send(());
+                    }
                 }
-            }
-        })
-        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
-    Ok(stop_rx)
+            })
+            .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+        Ok(stop_rx)
+    }
 }
