@@ -546,9 +546,9 @@ impl Delivery {
 }
 
 /// Lowers the scheduling priority of the calling thread (a client
-/// connection, or the journal compactor) by `steps` nice values, so that on a busy machine the
-/// threads that pass updates on (links and neighbours' connections, which
-/// keep the default) run first. A server answers a client only once its
+/// connection, or the journal compactor) by `steps` nice values, so that
+/// on a busy machine the threads that pass updates on (links and
+/// neighbours' connections, which keep the default) run first. A server answers a client only once its
 /// links have room for the update, but a relaying server cannot make its
 /// neighbours wait (see `flood`), and with two cores shared by dozens of
 /// client threads a relay thread could wait a whole round of them before

@@ -316,4 +316,25 @@ mod tests {
         assert!(frame.len() <= HEIGHT);
         assert!(frame.iter().all(|l| l.chars().count() <= WIDTH));
     }
+
+    /// A server that flaps for a week makes events without end; the view
+    /// keeps only a screen's worth, and the frame still fits.
+    #[test]
+    fn events_are_bounded() {
+        let mut v = view();
+        let t0 = Instant::now();
+        for i in 0..500u32 {
+            let b = if i % 2 == 0 {
+                Err("connection refused".to_string())
+            } else {
+                page(0, 0, 1, i, "A")
+            };
+            let at = t0 + Duration::from_secs(u64::from(i));
+            v.update("00:00:00", at, vec![page(i, i, (i % 2) as u8, i, "B"), b]);
+        }
+        assert!(v.events.len() <= HEIGHT, "{} events kept", v.events.len());
+        let frame = v.frame("00:00:00", Duration::from_secs(1));
+        assert!(frame.len() <= HEIGHT);
+        assert!(frame.iter().all(|l| l.chars().count() <= WIDTH));
+    }
 }
