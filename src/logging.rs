@@ -48,7 +48,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
@@ -94,7 +94,7 @@ impl ServerLog {
             .format(|out, message, record| {
                 out.finish(format_args!(
                     "{} {:<5} {}",
-                    humantime::format_rfc3339_micros(SystemTime::now()),
+                    Stamp::now(),
                     record.level(),
                     message
                 ))
@@ -164,6 +164,52 @@ impl ServerLog {
     }
 }
 
+/// The time a log line begins with: RFC 3339 in UTC with microseconds,
+/// `2026-11-24T20:31:07.412331Z`, as `humantime` writes it. A busy server
+/// logs hundreds of thousands of lines a second, nearly every one in the
+/// same second as the line before, so each thread keeps the text of the
+/// current second and writes only the fraction: the calendar arithmetic
+/// runs once a second per thread instead of once per line.
+struct Stamp(Duration);
+
+thread_local! {
+    /// The second [`Stamp`] last wrote, and its text up to the fraction.
+    static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+impl Stamp {
+    fn now() -> Stamp {
+        Stamp(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
+        )
+    }
+}
+
+impl fmt::Display for Stamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.as_secs();
+        SECOND.with_borrow_mut(|(second, text)| {
+            if *second != secs {
+                text.clear();
+                let whole = UNIX_EPOCH + Duration::from_secs(secs);
+                let _ = write!(text, "{}", humantime::format_rfc3339_seconds(whole));
+                text.pop(); // its `Z`: the fraction comes first
+                *second = secs;
+            }
+            f.write_str(text)
+        })?;
+        let mut fraction = *b".000000Z";
+        let mut micros = self.0.subsec_micros();
+        for digit in fraction[1..7].iter_mut().rev() {
+            *digit = b'0' + (micros % 10) as u8;
+            micros /= 10;
+        }
+        f.write_str(std::str::from_utf8(&fraction).expect("ASCII digits"))
+    }
+}
+
 /// Says something on standard error, prefixed `proxy-herd: `. A failure
 /// to write is ignored: standard error is often a file on the same disk
 /// as the log (`run_herd.sh` puts it in `logs/NAME.out`), and when that
@@ -178,7 +224,7 @@ pub fn to_stderr(args: fmt::Arguments<'_>) {
 /// of an episode at once, then at most one line per interval saying how
 /// many happened since. The caller writes the line, in its own words.
 pub struct Episode {
-    every: std::time::Duration,
+    every: Duration,
     state: Mutex<EpisodeState>,
 }
 
@@ -192,7 +238,7 @@ struct EpisodeState {
 
 impl Episode {
     /// Reports at most once per `every`.
-    pub fn new(every: std::time::Duration) -> Episode {
+    pub fn new(every: Duration) -> Episode {
         Episode {
             every,
             state: Mutex::new(EpisodeState::default()),
@@ -277,7 +323,7 @@ const BATCH_BYTES: usize = 64 * 1024;
 
 /// The pause between two writes of the log: lines reach the file at most
 /// this much later than they were logged.
-const BATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(2);
+const BATCH_INTERVAL: Duration = Duration::from_millis(2);
 
 /// The most room a thread keeps for formatting its log lines between
 /// lines; a longer line's buffer is given back once it is copied.
@@ -291,7 +337,7 @@ thread_local! {
 }
 
 /// How often a run of failed log writes is reported on standard error.
-const FAILURE_REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+const FAILURE_REPORT_EVERY: Duration = Duration::from_secs(10);
 
 fn open_log(path: &Path) -> io::Result<File> {
     std::fs::OpenOptions::new()
@@ -375,7 +421,7 @@ impl LogFile {
                     ));
                     let note = format!(
                         "{} ERROR {lost} log lines could not be written and were lost\n",
-                        humantime::format_rfc3339_micros(SystemTime::now())
+                        Stamp::now()
                     );
                     // A failure here is counted by the next batch's write.
                     let _ = self.try_write(&note);
@@ -582,12 +628,34 @@ mod tests {
         assert!(lines[0].starts_with("20"), "{}", lines[0]);
     }
 
+    /// A line's time reads exactly as humantime's RFC 3339 with
+    /// microseconds, also when the second changes between lines (the
+    /// kept text is redone) and when it goes back (a clock set back).
+    #[test]
+    fn stamps_read_as_rfc3339_micros() {
+        for (secs, nanos) in [
+            (1_764_000_000, 0),
+            (1_764_000_000, 999_999_999),
+            (1_764_000_001, 412_331_000),
+            (1_764_000_001, 7_000),
+            (1_700_000_000, 123_456_789),
+            (0, 1_000),
+            (4_102_444_799, 999_999_000),
+        ] {
+            let at = Duration::new(secs, nanos);
+            assert_eq!(
+                Stamp(at).to_string(),
+                humantime::format_rfc3339_micros(UNIX_EPOCH + at).to_string()
+            );
+        }
+    }
+
     /// An episode is reported at its first occurrence, then not again
     /// within the interval; its end hands back what went unreported, and
     /// the next occurrence starts a new episode, reported at once.
     #[test]
     fn episodes_report_once_then_count() {
-        let hour = std::time::Duration::from_secs(3600);
+        let hour = Duration::from_secs(3600);
         let episode = Episode::new(hour);
         assert!(!episode.ongoing());
         assert_eq!(episode.occurred(), Some(1));
@@ -599,7 +667,7 @@ mod tests {
         assert_eq!(episode.ended(), None, "already over");
         assert_eq!(episode.occurred(), Some(1));
         // With no interval every occurrence is reported, each alone.
-        let every = Episode::new(std::time::Duration::ZERO);
+        let every = Episode::new(Duration::ZERO);
         assert_eq!(every.occurred(), Some(1));
         assert_eq!(every.occurred(), Some(1));
         assert_eq!(every.ended(), Some(0));

@@ -331,6 +331,16 @@ pub fn parse_peer_line(line: &str, known_server: impl Fn(&str) -> bool) -> PeerC
     }
 }
 
+/// The client field of a line shaped like a stored AT line (`AT`, then
+/// five fields, one space between each), without checking any field:
+/// what [`crate::store::Store::holds_line`] is asked with. `None` for
+/// anything else, which then takes the whole parse.
+pub fn at_line_client(line: &str) -> Option<&str> {
+    let mut f = line.strip_prefix("AT ")?.split(' ');
+    let client = f.nth(2)?;
+    (f.count() == 2).then_some(client)
+}
+
 fn parse_update(client: &str, location: &str, time: &str) -> Option<Update> {
     Some(Update {
         client: client.to_string(),
@@ -643,6 +653,28 @@ mod tests {
         assert!(!rec("A", "1").is_newer_than(&rec("A", "1")));
         // "1.0" and "1" are the same time; the lines differ, so one wins.
         assert!(rec("A", "1.0").is_newer_than(&rec("A", "1")));
+    }
+
+    /// The client of a line shaped like a stored AT line is found without
+    /// reading the other fields; any other shape (other spacing, another
+    /// number of fields, another command) gives none, and takes the
+    /// whole parse.
+    #[test]
+    fn client_of_a_stored_shape_line() {
+        assert_eq!(at_line_client("AT Riley +0.2 kiwi +1+2 17.5"), Some("kiwi"));
+        assert_eq!(at_line_client("AT Riley x kiwi y z"), Some("kiwi"));
+        for other in [
+            "AT Riley +0.2 kiwi +1+2",
+            "AT Riley +0.2 kiwi +1+2 17.5 extra",
+            "AT  Riley +0.2 kiwi +1+2 17.5",
+            "AT Riley +0.2  kiwi +1+2 17.5",
+            "AT\tRiley +0.2 kiwi +1+2 17.5",
+            "IAMAT kiwi +1+2 17.5",
+            "AT",
+            "",
+        ] {
+            assert_eq!(at_line_client(other), None, "{other:?}");
+        }
     }
 
     /// The log escaping keeps one entry on one line.

@@ -138,6 +138,19 @@ impl Store {
             .map(|slot| Arc::clone(&slot.record))
     }
 
+    /// Whether the stored record of `client` is exactly this AT line: a
+    /// copy of what the store holds, which a flood delivers to each server
+    /// by several paths. Such a line would parse into the stored record
+    /// and be dropped as not newer, so a neighbour's connection asks this
+    /// first and spares the parse (see `server::peer`).
+    pub fn holds_line(&self, client: &str, line: &str) -> bool {
+        let hash = self.hasher.hash_one(client);
+        self.records
+            .read()
+            .find(hash, is_client(hash, client))
+            .is_some_and(|slot| slot.record.line == line)
+    }
+
     /// Every record, for a link that has just come up. The lock is held
     /// only while the pointers are copied.
     pub fn snapshot(&self) -> Vec<Arc<AtRecord>> {
@@ -193,6 +206,21 @@ mod tests {
         let rec = at("AT A +0.1 kiwi +1+2 100");
         assert!(store.offer(rec.clone()).is_some());
         assert!(store.offer(rec).is_none());
+    }
+
+    /// Only the exact line the store holds for its client is a copy:
+    /// another line of that client (newer, older, or spaced otherwise),
+    /// or of a client the store does not know, is not.
+    #[test]
+    fn holds_only_the_stored_line() {
+        let store = Store::new();
+        store.offer(at("AT A +0.1 kiwi +1+2 100"));
+        assert!(store.holds_line("kiwi", "AT A +0.1 kiwi +1+2 100"));
+        assert!(!store.holds_line("kiwi", "AT A +0.1 kiwi +1+2 101"));
+        assert!(!store.holds_line("kiwi", "AT B +0.1 kiwi +1+2 100"));
+        assert!(!store.holds_line("kiwi", "AT A +0.1 kiwi +1+2 100 "));
+        assert!(!store.holds_line("apple", "AT A +0.1 kiwi +1+2 100"));
+        assert!(!store.holds_line("apple", "AT A +0.1 apple +1+2 100"));
     }
 
     /// Two records with the same client time settle on the greater line

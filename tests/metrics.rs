@@ -230,3 +230,49 @@ fn the_metrics_port_is_bounded() {
     let reply = one_shot(addr_of(&config, "A"), "GET /metrics HTTP/1.0\n");
     assert_eq!(reply, "? GET /metrics HTTP/1.0\n");
 }
+
+/// A copy of the record a server holds, which a flood brings by several
+/// paths, is taken as a valid AT line that is not newer: counted as
+/// received and superseded, logged, not stored again and not answered,
+/// whether its bytes are the stored line's (the shortcut that skips the
+/// parse) or spaced otherwise (the whole parse). A line that differs in
+/// anything else is still judged on its own: one field too many is
+/// invalid.
+#[test]
+fn copies_of_a_stored_record_change_nothing() {
+    let dir = temp_dir("metrics-copies");
+    let config = herd_file(&dir, &["A", "B"], &[("A", "B")]);
+    let mb: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let _b = spawn_with("B", &config, &dir, &["--metrics-addr", &mb.to_string()]);
+    let herd: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let peer_port = herd["servers"]["B"]["peer_port"].as_u64().unwrap() as u16;
+    let line = format!("AT A +0.1 copy-phone +34.1-118.4 {}", now_secs());
+    let spaced = line.replacen(' ', "  ", 1);
+    let longer = format!("{line} extra");
+    let mut peer = TcpStream::connect(("127.0.0.1", peer_port)).unwrap();
+    peer.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(peer, "{line}\n{line}\n{spaced}\n{longer}\n").unwrap();
+    // Lines of one connection are handled in order: the reply to the last
+    // says the three before it are done.
+    let mut reply = vec![0u8; longer.len() + 3];
+    peer.read_exact(&mut reply).unwrap();
+    assert_eq!(String::from_utf8(reply).unwrap(), format!("? {longer}\n"));
+
+    let s = samples(&scrape(mb));
+    assert_eq!(get(&s, "herd_lines_received_total{kind=\"at\"}"), 3.0);
+    assert_eq!(get(&s, "herd_lines_received_total{kind=\"invalid\"}"), 1.0);
+    assert_eq!(get(&s, "herd_records_stored_total{from=\"peer\"}"), 1.0);
+    assert_eq!(get(&s, "herd_records_superseded_total"), 2.0);
+    assert_eq!(get(&s, "herd_clients_stored"), 1.0);
+    let whatsat = one_shot(addr_of(&config, "B"), "WHATSAT copy-phone 10 1\n");
+    assert!(whatsat.starts_with(&format!("{line}\n")), "{whatsat}");
+    drop(peer);
+    wait_until("B to log every line received", || {
+        let log = std::fs::read_to_string(dir.join("B.log")).unwrap_or_default();
+        [&line, &line, &spaced, &longer]
+            .iter()
+            .enumerate()
+            .all(|(i, l)| log.matches(&format!("<- {l}\n")).count() >= [2, 2, 1, 1][i])
+    });
+}
