@@ -95,7 +95,11 @@ struct Inner {
 /// (a small journal is not worth a rewrite).
 pub const COMPACT_MIN_BYTES: u64 = 1024 * 1024;
 
-/// How many nice values the compactor runs below the server's flood.
+/// How many nice values a compaction writes below the server's flood. A
+/// rewrite is background work: on a busy machine the threads that flood
+/// and answer run first. Five servers of a herd holding the same clients
+/// rewrite at about the same moment, and at full priority that was a
+/// burst of CPU the flood's lag showed (README, Performance).
 const COMPACTOR_NICE: i32 = 10;
 
 /// What reading a journal back found.
@@ -241,12 +245,6 @@ impl Journal {
         thread::Builder::new()
             .name("journal compactor".into())
             .spawn(move || {
-                // A rewrite is background work: on a busy machine the
-                // threads that flood and answer run first. Five servers of
-                // a herd holding the same clients rewrite at about the
-                // same moment, and at full priority that was a burst of
-                // CPU the flood's lag showed (README, Performance).
-                crate::flood::yield_to_the_flood(COMPACTOR_NICE);
                 // Ends when the last handle is gone, which drops `wake`.
                 while woken.recv().is_ok() {
                     let Some(inner) = weak.upgrade() else { return };
@@ -383,8 +381,17 @@ impl Inner {
             }
         };
         let old = std::mem::replace(&mut *self.file.write(), Arc::clone(&new));
+        // Read at the flood's priority: while the store's lock is held
+        // nothing can be stored, and a reader ten nice values down is
+        // preempted by every busy thread of the machine. Reading the whole
+        // table under one hold that way kept every connection of its
+        // server waiting for 10-86 ms (67,000-320,000 records under
+        // `proxy-herd-bench sustain`). The store is read a chunk at a
+        // time now (`Store::snapshot`), and only the writing, which holds
+        // no lock, runs below the flood.
         let records = self.store.snapshot();
-        let written = write_records(&new, &records).and_then(|bytes| {
+        let count = records.len();
+        let written = write_below_the_flood(&new, records).and_then(|bytes| {
             fs::rename(&tmp, &self.path)?;
             Ok(bytes)
         });
@@ -395,8 +402,7 @@ impl Inner {
                 self.compacted.store(size, Ordering::Relaxed);
                 self.size.store(size, Ordering::Relaxed);
                 self.log.info(format_args!(
-                    "journal compacted: {} records, {before} -> {size} bytes in {} ms",
-                    records.len(),
+                    "journal compacted: {count} records, {before} -> {size} bytes in {} ms",
                     began.elapsed().as_millis()
                 ));
             }
@@ -449,6 +455,41 @@ impl Inner {
             }
         }
     }
+}
+
+/// [`write_records`] on a thread of its own, [`COMPACTOR_NICE`] nice
+/// values below the flood, which also drops the records (a reference
+/// count each). A thread per compaction, since a thread can lower its
+/// priority but not raise it again; if none can be started, the caller's
+/// thread writes.
+fn write_below_the_flood(
+    file: &File,
+    records: Vec<Arc<crate::protocol::AtRecord>>,
+) -> io::Result<u64> {
+    // Handed over through a lock so that a thread that cannot start
+    // leaves them here to be written.
+    let records = std::sync::Mutex::new(Some(records));
+    let write = || {
+        let records = records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_default();
+        write_records(file, &records)
+    };
+    thread::scope(|scope| {
+        let below = thread::Builder::new()
+            .name("journal rewrite".into())
+            .spawn_scoped(scope, || {
+                crate::flood::yield_to_the_flood(COMPACTOR_NICE);
+                write()
+            });
+        match below.map(|thread| thread.join()) {
+            Ok(Ok(written)) => written,
+            Ok(Err(_)) => Err(io::Error::other("the journal rewrite panicked")),
+            Err(_) => write(),
+        }
+    })
 }
 
 /// Appends records' lines to `file` in writes of a few hundred lines.
