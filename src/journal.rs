@@ -386,9 +386,10 @@ impl Inner {
         // preempted by every busy thread of the machine. Reading the whole
         // table under one hold that way kept every connection of its
         // server waiting for 10-86 ms (67,000-320,000 records under
-        // `proxy-herd-bench sustain`). The store is read a chunk at a
-        // time now (`Store::snapshot`), and only the writing, which holds
-        // no lock, runs below the flood.
+        // `proxy-herd-bench sustain`; 7-106 ms at the server's own
+        // priority). The store is read a chunk at a time now
+        // (`Store::snapshot`), and only the writing, which holds no lock,
+        // runs below the flood.
         let records = self.store.snapshot();
         let count = records.len();
         let written = write_below_the_flood(&new, records).and_then(|bytes| {
@@ -426,7 +427,7 @@ impl Inner {
                     } else {
                         Ok(())
                     };
-                    match fresh.and_then(|()| write_records(&old, &self.store.snapshot())) {
+                    match fresh.and_then(|()| write_below_the_flood(&old, self.store.snapshot())) {
                         Ok(_) => break,
                         Err(e) => {
                             self.torn.store(true, Ordering::SeqCst);

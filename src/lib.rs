@@ -65,7 +65,7 @@
 //! | one link per neighbour | its queue, `connect()`, `write()` | the link socket |
 //! | one watcher per live link | `read()` of the link | nothing |
 //! | the log writer | its channel, then a short pause to gather lines | the log file (rotated or reopened on SIGHUP) |
-//! | the journal compactor | its channel, until the journal has doubled (and a little more); then it copies the store | the `.compact` file while it rewrites |
+//! | the journal compactor | its channel, until the journal has doubled (and a little more); during a rewrite, the store's lock a chunk at a time, then the rewrite thread | the `.compact` file while it rewrites |
 //! | a journal rewrite, 10 nice values below the flood, while one writes | `write()` of the new journal | the records copied |
 //! | accept (metrics port, with `--metrics-addr`) and up to four scrape threads | `accept()`, a request | the metrics listener |
 //!

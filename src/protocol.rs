@@ -331,10 +331,12 @@ pub fn parse_peer_line(line: &str, known_server: impl Fn(&str) -> bool) -> PeerC
     }
 }
 
-/// The client field of a line shaped like a stored AT line (`AT`, then
-/// five fields, one space between each), without checking any field:
-/// what [`crate::store::Store::holds_line`] is asked with. `None` for
-/// anything else, which then takes the whole parse.
+/// A guess at the client of a line shaped like a stored AT line: `AT`,
+/// then five pieces split at single spaces (possibly empty ones), the
+/// client the third. Nothing is checked: this is only what
+/// [`crate::store::Store::holds_line`] is asked with, which compares the
+/// whole line, so a wrong guess costs one look-up. `None` for any other
+/// shape, which then takes the whole parse.
 pub fn at_line_client(line: &str) -> Option<&str> {
     let mut f = line.strip_prefix("AT ")?.split(' ');
     let client = f.nth(2)?;
@@ -656,13 +658,16 @@ mod tests {
     }
 
     /// The client of a line shaped like a stored AT line is found without
-    /// reading the other fields; any other shape (other spacing, another
-    /// number of fields, another command) gives none, and takes the
-    /// whole parse.
+    /// reading the other fields; a line of five pieces with an empty one
+    /// still gives a guess (the store's comparison of whole lines turns
+    /// it down); any other count of pieces, or another command, gives
+    /// none, and takes the whole parse.
     #[test]
     fn client_of_a_stored_shape_line() {
         assert_eq!(at_line_client("AT Riley +0.2 kiwi +1+2 17.5"), Some("kiwi"));
         assert_eq!(at_line_client("AT Riley x kiwi y z"), Some("kiwi"));
+        assert_eq!(at_line_client("AT Riley  kiwi +1+2 17.5"), Some("kiwi"));
+        assert_eq!(at_line_client("AT a b c d "), Some("c"));
         for other in [
             "AT Riley +0.2 kiwi +1+2",
             "AT Riley +0.2 kiwi +1+2 17.5 extra",

@@ -546,10 +546,11 @@ impl Delivery {
 }
 
 /// Lowers the scheduling priority of the calling thread (a client
-/// connection, or the journal compactor) by `steps` nice values, so that
-/// on a busy machine the threads that pass updates on (links and
-/// neighbours' connections, which keep the default) run first. A server answers a client only once its
-/// links have room for the update, but a relaying server cannot make its
+/// connection, or a journal rewrite) by `steps` nice values, so that on a
+/// busy machine the threads that pass updates on (links and neighbours'
+/// connections, which keep the default) run first. A server answers a
+/// client only once its links have room for the update, but a relaying
+/// server cannot make its
 /// neighbours wait (see `flood`), and with two cores shared by dozens of
 /// client threads a relay thread could wait a whole round of them before
 /// it ran: under sustained load the far servers then lagged by hundreds
@@ -561,7 +562,9 @@ impl Delivery {
 /// Client connections do this only when they start while some link is
 /// up: with no flood to protect, a lower priority would only let other
 /// programs on the machine (a load generator, say) delay the replies.
-/// The compactor always does: its work can always wait.
+/// A journal rewrite always does: its writing can always wait. (Not
+/// while it reads the store, whose lock every thread needs: see
+/// `journal::Inner::compact_now`.)
 ///
 /// Linux keeps nice values per thread, and an unprivileged thread may
 /// always lower its own priority. Elsewhere, or if the call fails, the

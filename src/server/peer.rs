@@ -56,22 +56,24 @@ impl Handler<'_> {
         let shared = self.shared;
         let peer = self.peer.as_str();
         let (lines, metrics) = (&shared.metrics.lines, &shared.metrics);
-        // Most of what a busy neighbour sends is a record the store
-        // already holds, come by another path: the very bytes of the
-        // stored line, so valid and not newer. Dropped here, before the
-        // parse and its allocations, with the same log line and counts.
-        // (The one check skipped is `--max-future`, which the stored line
-        // passed when it came: the clock has only moved on since, unless
-        // it was set back.)
-        if let Some(text) = std::str::from_utf8(raw).ok().filter(|text| {
-            protocol::at_line_client(text).is_some_and(|c| shared.store.holds_line(c, text))
-        }) {
-            shared.log.info(format_args!("{peer} <- {}", Escaped(text)));
-            lines.at.inc();
-            metrics.superseded.inc();
-            return None;
-        }
         let (text, command) = match decode(raw) {
+            // Most of what a busy neighbour sends is a record the store
+            // already holds, come by another path: the very bytes of the
+            // stored line, so valid and not newer. Dropped here, before
+            // the parse and its allocations, with the log line and counts
+            // the parse would have given. (The one check skipped is
+            // `--max-future`, which the stored line passed when it came.
+            // Only a clock set back since could make the parse call it
+            // invalid now, with a `?` reply.)
+            Ok(text)
+                if protocol::at_line_client(text)
+                    .is_some_and(|client| shared.store.holds_line(client, text)) =>
+            {
+                shared.log.info(format_args!("{peer} <- {}", Escaped(text)));
+                lines.at.inc();
+                metrics.superseded.inc();
+                return None;
+            }
             Ok(text) => (
                 Cow::Borrowed(text),
                 protocol::parse_peer_line(text, |s| shared.herd.contains(s)),
