@@ -358,6 +358,26 @@ pub fn error_json(status: PlacesStatus, message: &str) -> String {
     layout::styled(&value)
 }
 
+/// Text made safe inside HTML elements and double- or single-quoted
+/// attributes. Places API (New) gives an author's name and URI as plain
+/// text where the legacy answer had HTML built from them (`new_api`), and
+/// `proxy-herd-bench --report` writes herd names and commands into its
+/// page: one escaper for both.
+pub fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

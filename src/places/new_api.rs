@@ -318,30 +318,14 @@ fn attributions(photo: &Value) -> Value {
         match (uri, name) {
             (Some(uri), name) => Some(format!(
                 "<a href=\"{}\">{}</a>",
-                html_escape(uri),
-                html_escape(name.unwrap_or(uri))
+                super::html_escape(uri),
+                super::html_escape(name.unwrap_or(uri))
             )),
-            (None, Some(name)) => Some(html_escape(name)),
+            (None, Some(name)) => Some(super::html_escape(name)),
             (None, None) => None,
         }
     });
     Value::Array(links.map(Value::String).collect())
-}
-
-/// Escapes text for HTML: the New API gives plain text and a URI, the
-/// legacy answer HTML built from them.
-fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in text.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 /// `plus_code`; left out when the place has neither code.
