@@ -644,12 +644,20 @@ fn header() -> String {
     )
 }
 
-fn row(m: &Measurement) -> String {
-    let lat = |f: fn(&Latency) -> f64| {
+/// A measurement's p50, p99, p99.9 and max latency in milliseconds with
+/// two decimals, or `-` each when it has none: the same cells in the
+/// table here and on the report page.
+fn latency_ms(m: &Measurement) -> [String; 4] {
+    let parts: [fn(&Latency) -> f64; 4] = [|l| l.p50_us, |l| l.p99_us, |l| l.p999_us, |l| l.max_us];
+    parts.map(|f| {
         m.latency
             .as_ref()
             .map_or("-".to_string(), |l| format!("{:.2}", f(l) / 1000.0))
-    };
+    })
+}
+
+fn row(m: &Measurement) -> String {
+    let [p50, p99, p999, max] = latency_ms(m);
     let cut = |text: &str, width: usize| -> String { text.chars().take(width).collect() };
     format!(
         "{:<8} {:<23} {:<11} {:>8} {:>6} {:>7.0} {:>7} {:>7} {:>7} {:>7}",
@@ -659,10 +667,10 @@ fn row(m: &Measurement) -> String {
         m.requests,
         m.errors,
         m.per_sec,
-        lat(|l| l.p50_us),
-        lat(|l| l.p99_us),
-        lat(|l| l.p999_us),
-        lat(|l| l.max_us),
+        p50,
+        p99,
+        p999,
+        max,
     )
 }
 

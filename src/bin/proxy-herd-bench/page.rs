@@ -679,11 +679,7 @@ fn measurements_table(measurements: &[Measurement]) -> String {
          <th>p99 ms</th><th>p99.9 ms</th><th>max ms</th><th>notes</th></tr>\n",
     );
     for m in measurements {
-        let lat = |f: fn(&super::Latency) -> f64| {
-            m.latency
-                .as_ref()
-                .map_or("-".to_string(), |l| format!("{:.2}", f(l) / 1000.0))
-        };
+        let [p50, p99, p999, max] = super::latency_ms(m);
         let notes: Vec<String> = m
             .extra
             .iter()
@@ -701,10 +697,10 @@ fn measurements_table(measurements: &[Measurement]) -> String {
             m.requests,
             m.errors,
             m.per_sec,
-            lat(|l| l.p50_us),
-            lat(|l| l.p99_us),
-            lat(|l| l.p999_us),
-            lat(|l| l.max_us),
+            p50,
+            p99,
+            p999,
+            max,
             escape(&notes.join(" "))
         );
     }
