@@ -24,7 +24,98 @@ use proxy_herd::places::html_escape as escape;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{show, Comparison, Measurement, Report};
+use crate::check::{Scorecard, Status, CATALOGUE};
+use crate::report::{latency_ms, show, Comparison, Measurement, Report};
+
+/// The page's verdict: the check's when nothing was measured.
+fn verdict(report: &Report) -> String {
+    if report.measurements.is_empty() {
+        report.check_verdict()
+    } else {
+        report.verdict()
+    }
+}
+
+/// The check's scorecard: a row per check, grouped, a column per herd;
+/// each cell opens to its transcript.
+fn scorecard_table(cards: &[Scorecard]) -> String {
+    if cards.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "<h2>Correctness</h2>\n<p>Each check talks to the herd's client ports only, a \
+         connection per question as graders do; flooding is seen as the first line of a \
+         WHATSAT reply at each server. <b>course</b>: the course's protocol asks for it; \
+         <b>ours</b>: this project's contract only, shown but not held against a \
+         student's herd. Open a cell for its transcript: each line sent (&gt;) and \
+         received (&lt;), with the server and the milliseconds since the check began.</p>\n",
+    );
+    for card in cards {
+        let _ = writeln!(out, "<p class=\"meta\">{}</p>", escape(&card.summary()));
+    }
+    out.push_str("<table class=\"card\"><tr><th>check</th><th>needs</th>");
+    for card in cards {
+        let _ = write!(out, "<th>{}</th>", escape(&card.herd));
+    }
+    out.push_str("</tr>\n");
+    let mut group = "";
+    for (i, spec) in CATALOGUE.iter().enumerate() {
+        let this = spec.name.split('.').next().unwrap_or("");
+        if this != group {
+            group = this;
+            let _ = writeln!(
+                out,
+                "<tr class=\"group\"><th colspan=\"{}\">{}</th></tr>",
+                cards.len() + 2,
+                escape(group)
+            );
+        }
+        let _ = write!(
+            out,
+            "<tr><td title=\"{}\">{}</td><td>{}</td>",
+            escape(spec.proves),
+            escape(spec.name),
+            if spec.course { "course" } else { "ours" }
+        );
+        for card in cards {
+            let Some(o) = card.outcomes.get(i) else {
+                out.push_str("<td></td>");
+                continue;
+            };
+            let (class, word) = match o.status {
+                Status::Passed => ("pass", "pass"),
+                Status::Failed => ("fail", "FAIL"),
+                Status::NotChecked => ("skip", "not checked"),
+            };
+            let reason = o
+                .reason
+                .as_ref()
+                .map(|r| format!(": {}", escape(r)))
+                .unwrap_or_default();
+            let transcript: String = o
+                .transcript
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{:>9.1} {:<10} {} {}\n",
+                        e.ms,
+                        escape(&e.server),
+                        escape(e.dir),
+                        escape(&e.text)
+                    )
+                })
+                .collect();
+            let _ = write!(
+                out,
+                "<td class=\"{class}\"><details><summary>{word}{reason}</summary>\
+                 <pre>{transcript}</pre></details></td>"
+            );
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</table>\n");
+    out
+}
 
 /// Writes `dir/index.html` and `dir/results.json`; returns the page's
 /// path.
@@ -47,11 +138,12 @@ pub fn write(
     };
     let results = Results {
         meta: &meta,
-        verdict: report.verdict(),
+        verdict: verdict(report),
         warnings: report.disagreements(),
         skipped: &report.skipped,
         measurements: &report.measurements,
         comparisons: &report.comparisons,
+        scorecards: &report.scorecards,
     };
     let json = serde_json::to_string_pretty(&results).map_err(|e| e.to_string())? + "\n";
     let json_path = dir.join("results.json");
@@ -86,6 +178,8 @@ struct Results<'a> {
     skipped: &'a [String],
     measurements: &'a [Measurement],
     comparisons: &'a [Comparison],
+    #[serde(skip_serializing_if = "<[Scorecard]>::is_empty")]
+    scorecards: &'a [Scorecard],
 }
 
 /// Mean, lowest and highest of one figure over its rounds, and each.
@@ -232,12 +326,17 @@ fn html(report: &Report, meta: &Meta) -> Result<String, String> {
         meta.cores,
         meta.rounds
     );
-    let clean = if report.clean() { "clean" } else { "dirty" };
+    let clean = if report.exit_status() == 0 {
+        "clean"
+    } else {
+        "dirty"
+    };
     let _ = writeln!(
         out,
         "<p class=\"verdict {clean}\">{}</p>",
-        escape(&report.verdict())
+        escape(&verdict(report))
     );
+    out.push_str(&scorecard_table(&report.scorecards));
     let warnings = report.disagreements();
     if !warnings.is_empty() {
         let _ = writeln!(
@@ -260,7 +359,9 @@ fn html(report: &Report, meta: &Meta) -> Result<String, String> {
             escape(line)
         );
     }
-    let _ = writeln!(out, "<p>{READING}</p>");
+    if !report.measurements.is_empty() {
+        let _ = writeln!(out, "<p>{READING}</p>");
+    }
     for plot in &plots {
         let keys: String = plot
             .legend
@@ -294,7 +395,10 @@ border-radius:4px}.clean{background:#e3f4e3}.dirty{background:#fbe0e0}.warning{b
 height:auto}.key{margin-right:1.2em;white-space:nowrap;font-size:90%}.swatch{display:\
 inline-block;width:1.6em;height:.6em;margin-right:.4em}.skipped{color:#555}figure{margin:1.2em 0}table{border-collapse:\
 collapse;font-size:85%;margin:1em 0}td,th{border-bottom:1px solid #ddd;padding:2px 6px;\
-text-align:right}td:first-child,td:nth-child(2),td:nth-child(3),th{text-align:left}";
+text-align:right}td:first-child,td:nth-child(2),td:nth-child(3),th{text-align:left}\
+table.card td{text-align:left;vertical-align:top}.card .pass{background:#e3f4e3}.card .fail{\
+background:#fbe0e0}.card .skip{background:#eee}.card pre{max-height:24em;max-width:60em;\
+overflow:auto;font-size:85%;background:#fafafa}tr.group th{background:#f0f0f0}";
 
 const READING: &str = "Each herd has its own colour; the baseline (a bare \
 thread-per-connection server that only answers IAMAT) and direct calls to the \
@@ -673,13 +777,16 @@ fn comparisons_table(comparisons: &[Comparison]) -> String {
 }
 
 fn measurements_table(measurements: &[Measurement]) -> String {
+    if measurements.is_empty() {
+        return String::new();
+    }
     let mut out = String::from(
         "<h2>Every measurement</h2>\n<table><tr><th>mode</th><th>target</th><th>setting</th>\
          <th>round</th><th>requests</th><th>errors</th><th>per s</th><th>p50 ms</th>\
          <th>p99 ms</th><th>p99.9 ms</th><th>max ms</th><th>notes</th></tr>\n",
     );
     for m in measurements {
-        let [p50, p99, p999, max] = super::latency_ms(m);
+        let [p50, p99, p999, max] = latency_ms(m);
         let notes: Vec<String> = m
             .extra
             .iter()

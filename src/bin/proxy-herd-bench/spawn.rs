@@ -113,10 +113,14 @@ impl Procs {
         })
     }
 
-    /// Starts a program, its output to `<name>.out` in the folder. Returns
+    /// Starts a program, its output appended to `<name>.out` in the
+    /// folder (a server started again keeps what it said before). Returns
     /// its process id.
     pub fn spawn(&mut self, name: &str, mut command: Command) -> Result<u32, String> {
-        let out = std::fs::File::create(self.dir.join(format!("{name}.out")))
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{name}.out")))
             .map_err(|e| format!("cannot create the output file of {name}: {e}"))?;
         let err = out
             .try_clone()
@@ -128,6 +132,13 @@ impl Procs {
             .spawn()
             .map_err(|e| format!("cannot start {name} ({command:?}): {e}"))?;
         let pid = child.id();
+        // A server started again replaces its earlier process, which has
+        // exited (or is made to): one child per name.
+        if let Some(at) = self.children.iter().position(|(n, _)| n == name) {
+            let (_, mut old) = self.children.remove(at);
+            let _ = old.kill();
+            let _ = old.wait();
+        }
         self.children.push((name.to_string(), child));
         Ok(pid)
     }
@@ -144,6 +155,60 @@ impl Procs {
         }
         Ok(())
     }
+}
+
+impl Procs {
+    /// Stops the child started as `name`: SIGTERM, or SIGKILL at once
+    /// when `grace` is zero, then SIGKILL if it is still running after
+    /// `grace`. Says how it ended.
+    pub fn stop(&mut self, name: &str, grace: Duration) -> Result<Stopped, String> {
+        let at = self
+            .children
+            .iter()
+            .position(|(n, _)| n == name)
+            .ok_or_else(|| format!("{name} is not running"))?;
+        let (_, mut child) = self.children.remove(at);
+        let started = Instant::now();
+        if !grace.is_zero() {
+            if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            while started.elapsed() < grace {
+                if let Ok(Some(status)) = child.try_wait() {
+                    return Ok(Stopped {
+                        after: started.elapsed(),
+                        status: Some(status),
+                    });
+                }
+                thread::sleep(Duration::from_millis(2));
+            }
+        }
+        let _ = child.kill();
+        child
+            .wait()
+            .map_err(|e| format!("cannot wait for {name}: {e}"))?;
+        Ok(Stopped {
+            after: started.elapsed(),
+            status: None,
+        })
+    }
+
+    /// Whether the child started as `name` is still running.
+    pub fn alive(&mut self, name: &str) -> bool {
+        self.children
+            .iter_mut()
+            .any(|(n, child)| n == name && matches!(child.try_wait(), Ok(None)))
+    }
+}
+
+/// How a stopped child ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Stopped {
+    /// From the first signal to its end.
+    pub after: Duration,
+    /// Its exit status when it exited on SIGTERM within the grace time;
+    /// `None` when it took SIGKILL.
+    pub status: Option<std::process::ExitStatus>,
 }
 
 impl Drop for Procs {
@@ -180,6 +245,30 @@ pub fn wait_listening(addr: SocketAddr, procs: &mut Procs) -> Result<(), String>
             return Ok(());
         }
         procs.check_alive()?;
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "nothing listens on {addr} after {READY_PATIENCE:?}"
+            ));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `addr` accepts a connection, failing early if the child
+/// `name` exits (whatever the other children do).
+pub fn wait_started(addr: SocketAddr, procs: &mut Procs, name: &str) -> Result<(), String> {
+    let deadline = Instant::now() + READY_PATIENCE;
+    loop {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if !procs.alive(name) {
+            let out =
+                std::fs::read_to_string(procs.dir.join(format!("{name}.out"))).unwrap_or_default();
+            let tail: Vec<&str> = out.lines().rev().take(5).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(format!("{name} exited: {}", tail.join(" / ")));
+        }
         if Instant::now() >= deadline {
             return Err(format!(
                 "nothing listens on {addr} after {READY_PATIENCE:?}"
@@ -241,71 +330,17 @@ pub fn start_herd(bin_dir: &Path, plan: HerdPlan<'_>, keep: bool) -> Result<Spaw
     let herd_bin = binary(bin_dir, "proxy-herd")?;
     let mut procs = Procs::new("herd", keep)?;
     let stub_url = if plan.stub {
-        let stub_bin = binary(bin_dir, "places-stub")?;
-        let port = free_port()?;
-        let mut command = Command::new(stub_bin);
-        command.args(["--host", "127.0.0.1", "--port", &port.to_string()]);
-        procs.spawn("places-stub", command)?;
-        wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), &mut procs)?;
-        Some(format!(
-            "http://127.0.0.1:{port}/maps/api/place/nearbysearch/json"
-        ))
+        Some(start_stub(bin_dir, &mut procs)?)
     } else {
         None
     };
-    let mut servers = serde_json::Map::new();
-    for name in plan.names {
-        servers.insert(
-            name.to_string(),
-            serde_json::json!({"host": "127.0.0.1", "port": free_port()?, "peer_port": free_port()?}),
-        );
-    }
-    let mut links: Vec<(String, String)> = plan
-        .links
-        .iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect();
-    if let Some(member) = &plan.member {
-        servers.insert(
-            member.name.clone(),
-            serde_json::json!({"host": "127.0.0.1", "port": free_port()?, "peer_port": member.peer_port}),
-        );
-        links.push((member.link_to.clone(), member.name.clone()));
-    }
-    let file = procs.dir.join("herd.json");
-    let json = serde_json::json!({"servers": servers, "links": links});
-    std::fs::File::create(&file)
-        .and_then(|mut f| {
-            f.write_all(
-                serde_json::to_string_pretty(&json)
-                    .unwrap_or_default()
-                    .as_bytes(),
-            )
-        })
-        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
-    let herd = Herd::from_file(&file).map_err(|e| e.to_string())?;
+    let (file, herd) = write_herd_file(&procs.dir, plan.names, plan.links, plan.member.as_ref())?;
     let mut running = BTreeMap::new();
     for name in plan.names {
         if plan.only.is_some_and(|only| only != *name) {
             continue;
         }
-        let mut command = Command::new(&herd_bin);
-        command
-            .arg(name)
-            .arg("--config")
-            .arg(&file)
-            .arg("--log-dir")
-            .arg(&procs.dir);
-        match &stub_url {
-            Some(url) => command
-                .env("PLACES_URL", url)
-                .env("GOOGLE_PLACES_API_KEY", STUB_KEY),
-            // No key: a WHATSAT (the readiness check) is answered at once,
-            // without a request.
-            None => command
-                .env_remove("PLACES_URL")
-                .env_remove("GOOGLE_PLACES_API_KEY"),
-        };
+        let command = server_command(&herd_bin, name, &file, &procs.dir, stub_url.as_deref());
         let pid = procs.spawn(name, command)?;
         let spec = herd.server(name).map_err(|e| e.to_string())?;
         let addr = SocketAddr::from(([127, 0, 0, 1], spec.port));
@@ -325,6 +360,116 @@ pub fn start_herd(bin_dir: &Path, plan: HerdPlan<'_>, keep: bool) -> Result<Spaw
     })
 }
 
+/// Starts `places-stub` on a free loopback port and returns its Nearby
+/// Search URL.
+pub fn start_stub(bin_dir: &Path, procs: &mut Procs) -> Result<String, String> {
+    let stub_bin = binary(bin_dir, "places-stub")?;
+    let port = free_port()?;
+    let mut command = Command::new(stub_bin);
+    command.args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+    procs.spawn("places-stub", command)?;
+    wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), procs)?;
+    Ok(format!(
+        "http://127.0.0.1:{port}/maps/api/place/nearbysearch/json"
+    ))
+}
+
+/// Writes `dir/herd.json`: the servers on free loopback client and peer
+/// ports, their links, and the bench's own member if there is one.
+pub fn write_herd_file(
+    dir: &Path,
+    names: &[&str],
+    links: &[(&str, &str)],
+    member: Option<&Member>,
+) -> Result<(PathBuf, Herd), String> {
+    let mut servers = serde_json::Map::new();
+    for name in names {
+        servers.insert(
+            name.to_string(),
+            serde_json::json!({"host": "127.0.0.1", "port": free_port()?, "peer_port": free_port()?}),
+        );
+    }
+    let mut links: Vec<(String, String)> = links
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    if let Some(member) = member {
+        servers.insert(
+            member.name.clone(),
+            serde_json::json!({"host": "127.0.0.1", "port": free_port()?, "peer_port": member.peer_port}),
+        );
+        links.push((member.link_to.clone(), member.name.clone()));
+    }
+    let file = dir.join("herd.json");
+    let json = serde_json::json!({"servers": servers, "links": links});
+    std::fs::File::create(&file)
+        .and_then(|mut f| {
+            f.write_all(
+                serde_json::to_string_pretty(&json)
+                    .unwrap_or_default()
+                    .as_bytes(),
+            )
+        })
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    let herd = Herd::from_file(&file).map_err(|e| e.to_string())?;
+    Ok((file, herd))
+}
+
+/// The command that starts our server `name` of the herd file `file`,
+/// logging into `log_dir`, with Places at `stub_url` (or no key at all,
+/// so that a WHATSAT is answered at once, without a request).
+pub fn server_command(
+    herd_bin: &Path,
+    name: &str,
+    file: &Path,
+    log_dir: &Path,
+    stub_url: Option<&str>,
+) -> Command {
+    let mut command = Command::new(herd_bin);
+    command
+        .arg(name)
+        .arg("--config")
+        .arg(file)
+        .arg("--log-dir")
+        .arg(log_dir);
+    match stub_url {
+        Some(url) => command
+            .env("PLACES_URL", url)
+            .env("GOOGLE_PLACES_API_KEY", STUB_KEY),
+        None => command
+            .env_remove("PLACES_URL")
+            .env_remove("GOOGLE_PLACES_API_KEY"),
+    };
+    command
+}
+
+/// The command that starts server `name` of another herd from a
+/// template: `{name}`, `{port}`, `{config}` and `{places_url}` replaced,
+/// run by `sh`, which `exec`s it so that the process id is the server's
+/// own. With a Places URL, `PLACES_URL` and a key are in its
+/// environment too.
+pub fn template_command(
+    template: &str,
+    name: &str,
+    port: u16,
+    config: &Path,
+    places_url: Option<&str>,
+) -> Command {
+    let command_line = template
+        .replace("{name}", name)
+        .replace("{port}", &port.to_string())
+        .replace("{config}", &config.to_string_lossy())
+        .replace("{places_url}", places_url.unwrap_or(""));
+    let mut command = Command::new("sh");
+    command.arg("-c").arg(format!("exec {command_line}"));
+    if let Some(url) = places_url {
+        command
+            .env("PLACES_URL", url)
+            .env("GOOGLE_PLACES_API_KEY", STUB_KEY);
+    }
+    command
+}
+
 /// Starts another herd, one process per server of `config`, from a
 /// command template ({name}, {port} and {config} replaced; run by `sh`,
 /// which `exec`s it so that the process id is the server's own), and
@@ -342,12 +487,7 @@ pub fn start_command_herd(
     let mut procs = Procs::new("other", keep)?;
     let mut running = BTreeMap::new();
     for spec in herd.servers().filter(|s| only.is_none_or(|o| o == s.name)) {
-        let command_line = template
-            .replace("{name}", &spec.name)
-            .replace("{port}", &spec.port.to_string())
-            .replace("{config}", &config.to_string_lossy());
-        let mut command = Command::new("sh");
-        command.arg("-c").arg(format!("exec {command_line}"));
+        let command = template_command(template, &spec.name, spec.port, &config, None);
         let pid = procs.spawn(&spec.name, command)?;
         let addr = SocketAddr::from(([127, 0, 0, 1], spec.port));
         running.insert(spec.name.clone(), Server { addr, pid });
