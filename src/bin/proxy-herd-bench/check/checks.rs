@@ -81,6 +81,7 @@ pub fn run_all(
         next_id: 0,
         places: Places::Unknown,
     };
+    settle(&mut run);
     let groups: [fn(&mut Run); 8] = [
         replies,
         lines,
@@ -107,6 +108,57 @@ pub fn run_all(
             })
         })
         .collect()
+}
+
+/// How long a herd just started may take to link up before the checks
+/// begin.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// Waits until an update at each server has reached every server, with
+/// fresh updates each try, so that no check runs while the herd's links
+/// are still being made (a herd may connect them lazily). A herd that
+/// never links up is checked anyway: its flooding checks will say so.
+fn settle(run: &mut Run) {
+    let log = Transcript::new();
+    let started = Instant::now();
+    if linked(run, &log, SETTLE) {
+        (run.progress)(&format!(
+            "linked: an update at each server reached every server, {} ms after the start",
+            started.elapsed().as_millis()
+        ));
+    } else {
+        (run.progress)(&format!(
+            "not linked after {} s (an update at each server did not reach every server); \
+             checking anyway",
+            SETTLE.as_secs()
+        ));
+    }
+}
+
+/// Whether, within `patience`, a round of fresh updates, one at each
+/// server, reaches every server.
+fn linked(run: &mut Run, log: &Transcript, patience: Duration) -> bool {
+    let names = run.names();
+    if names.len() < 2 {
+        return true;
+    }
+    let started = Instant::now();
+    while started.elapsed() < patience {
+        let mut expected = Vec::new();
+        for server in &names {
+            let client = run.client("settle");
+            if let Ok(at) = run.update(&log, server, &client) {
+                expected.push((client, at));
+            }
+        }
+        let left = patience.saturating_sub(started.elapsed());
+        let missing =
+            log.muted(|| run.wait_held(log, &names, &expected, left.min(Duration::from_secs(2))));
+        if missing.is_empty() && expected.len() == names.len() {
+            return true;
+        }
+    }
+    false
 }
 
 impl Run<'_> {
@@ -904,6 +956,7 @@ fn faults(run: &mut Run) {
                         &sent,
                         run.settings.catch_up,
                     ));
+                    relink(run, log);
                 }
                 if stop_at_failure(log, &spread, &caught, &format!("with {down} down")) {
                     break;
@@ -981,6 +1034,7 @@ fn faults(run: &mut Run) {
                         caught.push(e);
                     } else {
                         caught.extend(run.wait_held(log, &names, &sent, run.settings.catch_up));
+                        relink(run, log);
                     }
                     if stop_at_failure(log, &spread, &caught, &format!("with {x} and {y} down")) {
                         break 'pairs;
@@ -993,6 +1047,22 @@ fn faults(run: &mut Run) {
             ]
         },
     );
+}
+
+/// After a restart, waits until the herd links up again (fresh updates
+/// at every server reach every server), so that the next round does not
+/// blame a herd for updates sent before its links were back. The wait
+/// is noted; a herd that does not relink is checked on regardless.
+fn relink(run: &mut Run, log: &Transcript) {
+    let started = Instant::now();
+    if linked(run, log, run.settings.catch_up) {
+        log.note(format!(
+            "linked again after {} ms",
+            started.elapsed().as_millis()
+        ));
+    } else {
+        log.note("did not link up again; going on");
+    }
 }
 
 /// After a failing kill round, notes it and says to stop: a herd that
