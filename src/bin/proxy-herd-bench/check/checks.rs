@@ -147,7 +147,7 @@ fn linked(run: &mut Run, log: &Transcript, patience: Duration) -> bool {
         let mut expected = Vec::new();
         for server in &names {
             let client = run.client("settle");
-            if let Ok(at) = run.update(&log, server, &client) {
+            if let Ok(at) = run.update(log, server, &client) {
                 expected.push((client, at));
             }
         }
