@@ -49,6 +49,10 @@ pub struct Metrics {
     pub superseded: IntCounter,
     /// Updates for a new client refused at `--max-clients`.
     pub refused_full: IntCounter,
+    /// Client connections closed to let a newcomer in on a full port.
+    pub evicted: IntCounter,
+    /// Client connections closed for a line not ended in time.
+    pub line_timeouts: IntCounter,
     places_ok: IntCounter,
     places_failed: [IntCounter; 4],
     /// How long Places requests take, answered or not.
@@ -212,6 +216,14 @@ impl Metrics {
             refused_full: counter(
                 "herd_records_refused_total",
                 "Updates for a new client refused because --max-clients clients are stored.",
+            ),
+            evicted: counter(
+                "herd_client_connections_evicted_total",
+                "Client connections closed on a full client port to let in a newcomer from an address holding fewer (the longest-idle of the address holding the most).",
+            ),
+            line_timeouts: counter(
+                "herd_line_timeouts_total",
+                "Client connections closed because a line they began did not end within --line-timeout.",
             ),
             places_ok: places.with_label_values(&["OK"]),
             places_failed: FAILED.map(|s| places.with_label_values(&[s.as_str()])),

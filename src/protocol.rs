@@ -5,13 +5,14 @@
 //! value, and acts on it; a line that is not a valid command is the value
 //! `Invalid`, not an error path, so the `? <line>` reply is one `match` arm.
 //! Everything here is therefore testable with plain strings (see the tests
-//! at the bottom, which walk through the README (The protocol)).
+//! at the bottom, which walk through the protocol below, src/protocol.md).
 //!
 //! ```text
 //! IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503
 //! AT Riley +0.263873386 kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503
 //! WHATSAT kiwi.cs.ucla.edu 10 5
 //! ```
+#![doc = include_str!("protocol.md")]
 
 use std::fmt;
 
@@ -281,6 +282,9 @@ pub enum PeerCommand {
     Blank,
     /// A valid AT line from a neighbour.
     At(AtRecord),
+    /// `HELLO <server>`: the link says which neighbour it is, a hint for
+    /// not sending its records back to it (never proof of anything).
+    Hello(String),
     /// Anything else: the reply is `? ` and the line.
     Invalid,
 }
@@ -313,6 +317,7 @@ pub fn parse_peer_line(line: &str, known_server: impl Fn(&str) -> bool) -> PeerC
     let f = fields(line);
     match f.as_slice() {
         [] => PeerCommand::Blank,
+        ["HELLO", server] if known_server(server) => PeerCommand::Hello(server.to_string()),
         ["AT", server, delta, client, location, time]
             if known_server(server) && is_delta(delta) =>
         {

@@ -158,6 +158,10 @@ fn update_reaches_neighbour_socket_before_reply() {
     let (link, _) = fake_b.accept().unwrap();
     link.set_read_timeout(Some(PATIENCE)).unwrap();
     let mut reader = BufReader::new(link);
+    // Without a secret, the link first says who it is.
+    let mut hello = String::new();
+    reader.read_line(&mut hello).unwrap();
+    assert_eq!(hello, "HELLO A\n");
     // Warm up until the link is up and resynced.
     for i in 0..3 {
         let reply = one_shot(a.client_addr(), &format!("IAMAT warm{i} +1+1 1\n"));
@@ -175,6 +179,63 @@ fn update_reaches_neighbour_socket_before_reply() {
             .expect("AT line already in the neighbour's socket");
         assert_eq!(String::from_utf8(got).unwrap(), reply);
     }
+}
+
+/// A link may say which neighbour it is with `HELLO <name>` (README,
+/// Flooding): the server answers nothing, and does not send what that
+/// neighbour told it back to it. A HELLO naming no server of the herd is
+/// an invalid line. The proof is a gate: after the skipped line, A's next
+/// line to B is the update of a later IAMAT, so the skipped one was never
+/// queued before it.
+#[test]
+fn hello_names_the_link_and_nothing_goes_back_to_it() {
+    use std::io::{BufRead, BufReader, Write};
+
+    let herd = herd_on_free_ports(&["A", "B", "C"], &[("A", "B"), ("A", "C")])
+        .validate()
+        .unwrap();
+    let b = herd.server("B").unwrap().clone();
+    let c = herd.server("C").unwrap().clone();
+    let fake_b = std::net::TcpListener::bind(("127.0.0.1", b.peer_port)).unwrap();
+    let _fake_c = std::net::TcpListener::bind(("127.0.0.1", c.peer_port)).unwrap();
+    let a = start_plain(&herd, "A");
+    let (link, _) = fake_b.accept().unwrap();
+    link.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut to_b = BufReader::new(link);
+    let mut line = String::new();
+    to_b.read_line(&mut line).unwrap();
+    assert_eq!(line, "HELLO A\n");
+
+    // B's own link into A: HELLO gets no reply, so the first reply is
+    // the one for the invalid line after it.
+    let mut from_b = connect(a.peer_addr());
+    from_b.write_all(b"HELLO B\nHELLO Z\n").unwrap();
+    let mut replies = BufReader::new(from_b.try_clone().unwrap());
+    line.clear();
+    replies.read_line(&mut line).unwrap();
+    assert_eq!(line, "? HELLO Z\n");
+
+    // C's record, arriving from B: A stores it and sends it to nobody
+    // (C made it, B sent it).
+    from_b
+        .write_all(b"AT C +0.1 via-b +1+1 1621464827\n")
+        .unwrap();
+    wait_until("A stores the record from B", || {
+        one_shot(a.client_addr(), "WHATSAT via-b 1 1\n").starts_with("AT C ")
+    });
+    let gate = at_line(&one_shot(a.client_addr(), "IAMAT gate +1+1 1621464827\n"));
+    line.clear();
+    to_b.read_line(&mut line).unwrap();
+    assert_eq!(line.trim_end(), gate, "B got its own line back first");
+
+    // Without a HELLO, the same kind of line does go back.
+    let mut anonymous = connect(a.peer_addr());
+    anonymous
+        .write_all(b"AT C +0.1 no-name +1+1 1621464827\n")
+        .unwrap();
+    line.clear();
+    to_b.read_line(&mut line).unwrap();
+    assert_eq!(line, "AT C +0.1 no-name +1+1 1621464827\n");
 }
 
 /// With `peer_host`, links use their own address: the peer port listens

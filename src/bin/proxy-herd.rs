@@ -15,8 +15,8 @@ use proxy_herd::journal;
 use proxy_herd::logging::{LogFiles, ServerLog, DEFAULT_LOG_KEEP};
 use proxy_herd::places::{PlacesApi, PlacesConfig, DEFAULT_MAX_BYTES};
 use proxy_herd::server::{
-    self, Limits, Listeners, ServerConfig, DEFAULT_CLIENT_NICE, DEFAULT_MAX_CLIENTS,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FUTURE, DEFAULT_MAX_LINE,
+    self, Limits, Listeners, ServerConfig, DEFAULT_CLIENT_NICE, DEFAULT_LINE_TIMEOUT,
+    DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FUTURE, DEFAULT_MAX_LINE,
 };
 
 /// One server of a proxy herd: takes client locations (IAMAT), floods them
@@ -113,6 +113,20 @@ struct Args {
     /// (off by default, so people typing into nc are not cut off).
     #[arg(long, value_name = "SECONDS")]
     idle_timeout: Option<f64>,
+
+    /// A line a client has begun must end within this many seconds of its
+    /// first byte, or the connection is closed; 0 for no limit. nc sends
+    /// a whole line when Enter is pressed, so people typing never meet
+    /// it; a connection trickling a line byte by byte does.
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_LINE_TIMEOUT.as_secs_f64())]
+    line_timeout: f64,
+
+    /// With the client port full (--max-connections), refuse newcomers
+    /// instead of letting one in from an address that holds fewer
+    /// connections by closing the longest-idle connection of the address
+    /// that holds the most.
+    #[arg(long)]
+    no_evict: bool,
 
     /// Journal file: every new record is appended here before the reply
     /// and read back at start [default: LOG-DIR/NAME.journal].
@@ -265,6 +279,11 @@ fn run(args: Args) -> Result<(), String> {
             .idle_timeout
             .map(|s| seconds("--idle-timeout", s))
             .transpose()?,
+        line_timeout: match args.line_timeout {
+            0.0 => None,
+            s => Some(seconds("--line-timeout", s)?),
+        },
+        evict_when_full: !args.no_evict,
         max_future: seconds("--max-future", args.max_future)?,
         max_clients: args.max_clients,
         client_nice: args.client_nice,

@@ -184,6 +184,14 @@ impl Link {
                 let _ = stream.shutdown(Shutdown::Both);
                 return Ended::Broken;
             }
+        } else if let Err(e) = (&stream).write_all(format!("HELLO {}\n", self.me).as_bytes()) {
+            // Without a secret, the opening line says who we are, so that
+            // the neighbour does not send our records back to us.
+            self.log.warn(format_args!(
+                "link to {}: cannot say HELLO ({e})",
+                self.neighbour
+            ));
+            return Ended::Broken;
         }
         self.metrics.connects.inc();
         let closed = self.watch(&stream);

@@ -390,6 +390,7 @@ impl Flood {
             record,
             acks.as_ref().map(|acks| (acks, pending)),
             Source::Client(Instant::now() + DELIVERY_CAP),
+            None,
         );
         Delivery {
             flood: self.clone(),
@@ -397,16 +398,23 @@ impl Flood {
         }
     }
 
-    /// Queues a record learnt from a neighbour for every other neighbour.
-    /// Never blocks: a record that finds a queue full falls behind (see
-    /// the module doc).
-    pub fn forward(&self, record: &Arc<AtRecord>) {
-        self.send(record, None, Source::Relay);
+    /// Queues a record learnt from a neighbour for every other neighbour:
+    /// not its origin, nor `from`, the neighbour it came from (that one
+    /// holds it, or a newer record, already). Never blocks: a record that
+    /// finds a queue full falls behind (see the module doc).
+    pub fn forward(&self, record: &Arc<AtRecord>, from: Option<&str>) {
+        self.send(record, None, Source::Relay, from);
     }
 
     /// Puts `record` on the queue of every open link but its origin's,
     /// with an [`AckToken`] for each link whose bit is set in `acks`.
-    fn send(&self, record: &Arc<AtRecord>, acks: Option<(&Arc<Acks>, u64)>, who: Source) {
+    fn send(
+        &self,
+        record: &Arc<AtRecord>,
+        acks: Option<(&Arc<Acks>, u64)>,
+        who: Source,
+        from: Option<&str>,
+    ) {
         // The record is in the store already. A link that opens after the
         // `open` check below reads the store after opening, so it finds
         // the record there; this fence and the link's make sure one of
@@ -414,7 +422,7 @@ impl Flood {
         fence(Ordering::SeqCst);
         let origin = record.origin();
         for (index, queue) in self.queues.iter().enumerate() {
-            if queue.neighbour == origin {
+            if queue.neighbour == origin || Some(queue.neighbour.as_str()) == from {
                 continue;
             }
             let bit = if index < 64 { 1u64 << index } else { 0 };
@@ -748,7 +756,7 @@ mod tests {
         state.writing.store(true, Ordering::SeqCst);
         assert!(!queue.worth_waiting_for(), "writing a batch");
         state.writing.store(false, Ordering::SeqCst);
-        flood.forward(&rec("AT A +0.1 x +1+1 1"));
+        flood.forward(&rec("AT A +0.1 x +1+1 1"), None);
         assert!(!queue.worth_waiting_for(), "records queued");
         rx.try_recv().unwrap();
         assert!(queue.worth_waiting_for(), "idle again");
@@ -789,6 +797,10 @@ mod tests {
         let (mut link, _) = neighbour.accept().unwrap();
         link.set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
+        // Without a secret, a link opens by saying who it is.
+        let mut hello = [0u8; 8];
+        link.read_exact(&mut hello).unwrap();
+        assert_eq!(&hello, b"HELLO A\n");
         let mut resync = vec![0u8; old.len() + 1];
         link.read_exact(&mut resync).unwrap();
         assert_eq!(resync, format!("{old}\n").as_bytes());
@@ -884,7 +896,7 @@ mod tests {
             "AT C +0.1 kiwi +1+1 6",
             "AT C +0.1 apple +1+1 1",
         ] {
-            flood.forward(&rec(line));
+            flood.forward(&rec(line), None);
         }
         assert_eq!(rx.len(), 2, "the queue holds what fits");
         assert!(poke.try_recv().is_ok(), "the link is told");
@@ -904,13 +916,13 @@ mod tests {
     #[test]
     fn client_records_wait_for_room() {
         let (flood, rx, _poke) = one_queue(1);
-        flood.forward(&rec("AT C +0.1 first +1+1 1"));
+        flood.forward(&rec("AT C +0.1 first +1+1 1"), None);
         let state = &flood.queues[0].state;
         thread::scope(|s| {
             let sender = s.spawn(|| {
                 let record = rec("AT A +0.1 second +1+1 1");
                 let far = Instant::now() + Duration::from_secs(60);
-                flood.send(&record, None, Source::Client(far));
+                flood.send(&record, None, Source::Client(far), None);
             });
             // Once the sender sleeps waiting for room, the link takes the
             // first record and says so; the second goes in its place.
@@ -931,7 +943,7 @@ mod tests {
     #[test]
     fn a_full_queue_that_does_not_drain_stalls_the_link() {
         let (flood, rx, _poke) = one_queue(1);
-        flood.forward(&rec("AT C +0.1 first +1+1 1"));
+        flood.forward(&rec("AT C +0.1 first +1+1 1"), None);
         assert_eq!(
             flood
                 .broadcast(&rec("AT A +0.1 second +1+1 1"))

@@ -22,6 +22,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
 /// for ever, since no later update could be newer.
 pub const DEFAULT_MAX_FUTURE: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// How long a client's line may take from its first byte to its end, by
+/// default: far longer than any honest client takes to send 64 KiB.
+pub const DEFAULT_LINE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How many clients the store holds at most, by default. A record costs
 /// about half a kilobyte, so this is about 500 MiB: far more clients than
 /// a class or a lab makes, and a bound on what a stranger inventing
@@ -50,6 +54,15 @@ pub struct Limits {
     /// default) never closes one, so a person typing into `nc` is not cut
     /// off.
     pub idle_timeout: Option<Duration>,
+    /// A line a client has begun must end within this long of its first
+    /// byte, or the connection is closed. `nc` sends a whole line when
+    /// Enter is pressed, so people typing never meet it; a connection
+    /// that trickles a line a byte at a time does. `None`: no limit.
+    pub line_timeout: Option<Duration>,
+    /// On a full client port, let a newcomer in by closing the
+    /// longest-idle connection of the address that holds the most (see
+    /// `open`), when that address holds at least two more.
+    pub evict_when_full: bool,
     /// Client times further ahead of this server's clock are invalid.
     pub max_future: Duration,
     /// Most clients the store holds; past it an update for a new client
@@ -68,6 +81,8 @@ impl Default for Limits {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_peer_connections: None,
             idle_timeout: None,
+            line_timeout: Some(DEFAULT_LINE_TIMEOUT),
+            evict_when_full: true,
             max_future: DEFAULT_MAX_FUTURE,
             max_clients: DEFAULT_MAX_CLIENTS,
             client_nice: DEFAULT_CLIENT_NICE,

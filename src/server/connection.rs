@@ -3,6 +3,8 @@
 
 use std::fmt;
 use std::io::{self, Read};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 /// How much a connection reads at a time.
 const READ_CHUNK: usize = 8 * 1024;
@@ -33,6 +35,8 @@ pub(super) enum Ended {
     LineTooLong,
     /// Nothing for `--idle-timeout`.
     IdleTimeout,
+    /// A line begun and not ended within `--line-timeout`.
+    LineTimeout,
     Read(io::Error),
     Write(io::Error),
     /// A peer connection that did not prove the herd secret.
@@ -49,6 +53,7 @@ impl fmt::Display for Ended {
             Ended::EndOfInput => f.write_str("end of input"),
             Ended::LineTooLong => f.write_str("line too long"),
             Ended::IdleTimeout => f.write_str("idle timeout"),
+            Ended::LineTimeout => f.write_str("line timeout"),
             Ended::Read(e) => write!(f, "read error: {e}"),
             Ended::Write(e) => write!(f, "write error: {e}"),
             Ended::Unproven => f.write_str("unproven link"),
@@ -63,6 +68,8 @@ impl fmt::Display for Ended {
 pub(super) enum LineError {
     /// The line passed the limit before its `\n` arrived.
     TooLong,
+    /// The line began longer ago than the line timeout and has not ended.
+    LineTimeout,
     /// The socket failed.
     Io(io::Error),
 }
@@ -84,9 +91,34 @@ pub(super) struct Lines<R> {
     scanned: usize,
     eof: bool,
     max: usize,
+    /// How long a read may wait when no line is under way
+    /// (`--idle-timeout`).
+    idle: Option<Duration>,
+    /// How long a line may take from its first byte to its `\n`
+    /// (`--line-timeout`).
+    line_limit: Option<Duration>,
+    /// When the unfinished line in the buffer began to arrive.
+    line_began: Option<Instant>,
+    /// When the last read returned bytes (kept only with a line limit).
+    last_read: Option<Instant>,
+    /// The wait the source was last told to use.
+    waiting: Option<Duration>,
 }
 
-impl<R: Read> Lines<R> {
+/// What [`Lines`] reads from: bytes, and a way to bound how long the
+/// next reads may wait.
+pub(super) trait Source: Read {
+    /// Bounds how long each read may block (`None`: for ever).
+    fn wait_at_most(&mut self, limit: Option<Duration>) -> io::Result<()>;
+}
+
+impl Source for &TcpStream {
+    fn wait_at_most(&mut self, limit: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(limit)
+    }
+}
+
+impl<R: Source> Lines<R> {
     pub(super) fn new(inner: R, max: usize) -> Lines<R> {
         Lines {
             inner,
@@ -96,6 +128,55 @@ impl<R: Read> Lines<R> {
             scanned: 0,
             eof: false,
             max,
+            idle: None,
+            line_limit: None,
+            line_began: None,
+            last_read: None,
+            waiting: None,
+        }
+    }
+
+    /// Reads wait at most `idle` between lines, and a line must end
+    /// within `line_limit` of its first byte: a client that trickles a
+    /// line a byte at a time cannot hold its connection for ever, while
+    /// `nc`, which sends a whole line when Enter is pressed, never meets
+    /// the limit however slowly a person types.
+    pub(super) fn with_timeouts(
+        mut self,
+        idle: Option<Duration>,
+        line_limit: Option<Duration>,
+    ) -> Lines<R> {
+        self.idle = idle;
+        self.line_limit = line_limit;
+        self
+    }
+
+    /// How long the next read may wait: until the line under way is due,
+    /// or the idle timeout when none is.
+    fn next_wait(&mut self) -> Option<Duration> {
+        let Some(limit) = self.line_limit else {
+            return self.idle;
+        };
+        if self.filled == self.start {
+            self.line_began = None;
+            return self.idle;
+        }
+        let began = *self
+            .line_began
+            .get_or_insert_with(|| self.last_read.unwrap_or_else(Instant::now));
+        // A zero timeout means "for ever" to the socket: wait at least 1 ms.
+        let left = limit
+            .saturating_sub(began.elapsed())
+            .max(Duration::from_millis(1));
+        Some(self.idle.map_or(left, |idle| idle.min(left)))
+    }
+
+    /// Whether the line under way has been arriving for longer than the
+    /// line limit.
+    fn line_overdue(&self) -> bool {
+        match (self.line_limit, self.line_began) {
+            (Some(limit), Some(began)) => self.filled > self.start && began.elapsed() >= limit,
+            _ => false,
         }
     }
 
@@ -117,6 +198,7 @@ impl<R: Read> Lines<R> {
                 let line = self.buf[self.start..end].to_vec();
                 self.start = end + 1;
                 self.scanned = self.start;
+                self.line_began = None;
                 return Ok(Some(line));
             }
             self.scanned = self.filled;
@@ -139,10 +221,28 @@ impl<R: Read> Lines<R> {
             if self.buf.len() - self.filled < READ_CHUNK / 2 {
                 self.buf.resize(self.filled + READ_CHUNK, 0);
             }
+            let wait = self.next_wait();
+            if wait != self.waiting {
+                self.inner.wait_at_most(wait).map_err(LineError::Io)?;
+                self.waiting = wait;
+            }
             match self.inner.read(&mut self.buf[self.filled..]) {
                 Ok(0) => self.eof = true,
-                Ok(n) => self.filled += n,
+                Ok(n) => {
+                    self.filled += n;
+                    if self.line_limit.is_some() {
+                        self.last_read = Some(Instant::now());
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) && self.line_overdue() =>
+                {
+                    return Err(LineError::LineTimeout)
+                }
                 Err(e) => return Err(LineError::Io(e)),
             }
         }
@@ -156,6 +256,12 @@ mod tests {
     /// A reader that hands out its bytes in the given pieces, one per read,
     /// like a client writing in several writes.
     struct Pieces(Vec<Vec<u8>>);
+
+    impl Source for Pieces {
+        fn wait_at_most(&mut self, _: Option<Duration>) -> io::Result<()> {
+            Ok(())
+        }
+    }
 
     impl Read for Pieces {
         fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {

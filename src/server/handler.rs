@@ -11,6 +11,7 @@ use std::thread;
 use std::time::Duration;
 
 use super::connection::{Ended, LineError, Lines, Port};
+use super::open::Conn;
 use super::Shared;
 use crate::flood;
 use crate::protocol::{AtRecord, Escaped};
@@ -22,6 +23,9 @@ const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 pub(super) struct Handler<'a> {
     pub(super) shared: &'a Shared,
     pub(super) stream: &'a TcpStream,
+    /// Its entry in the table of open connections, touched on every
+    /// whole line (see `open`).
+    conn: &'a Conn,
     pub(super) lines: Lines<&'a TcpStream>,
     /// The other end's address, for log lines.
     pub(super) peer: String,
@@ -29,6 +33,10 @@ pub(super) struct Handler<'a> {
     /// AT lines learnt from a neighbour, stored but not yet journaled or
     /// passed on; see `Handler::pass_on`.
     pub(super) learnt: Vec<Arc<AtRecord>>,
+    /// On the peer port, the neighbour this link says it is (its HELLO,
+    /// or the name it proved with the herd secret): what it sends is not
+    /// sent back to it.
+    pub(super) from: Option<String>,
 }
 
 /// Runs one connection to its end, keeping its socket in the table of
@@ -37,8 +45,11 @@ pub(super) fn serve(shared: &Shared, stream: TcpStream, port: Port) {
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    let address = (port == Port::Client)
+        .then(|| stream.peer_addr().ok().map(|a| a.ip()))
+        .flatten();
     let stream = Arc::new(stream);
-    let id = shared.open.add(Arc::clone(&stream));
+    let (id, conn) = shared.open.add(Arc::clone(&stream), address);
     let kind = port.kind();
     // Checked after registering, so a shutdown that began meanwhile
     // either finds this socket in the table or is seen here.
@@ -61,13 +72,20 @@ pub(super) fn serve(shared: &Shared, stream: TcpStream, port: Port) {
             // a blocked write for ever once its socket buffer is full.
             let _ = stream.set_write_timeout(Some(CLIENT_WRITE_TIMEOUT));
         }
+        let lines = match port {
+            Port::Client => Lines::new(&*stream, shared.limits.max_line)
+                .with_timeouts(shared.limits.idle_timeout, shared.limits.line_timeout),
+            Port::Peer => Lines::new(&*stream, shared.limits.max_line),
+        };
         let mut handler = Handler {
             shared,
             stream: &stream,
-            lines: Lines::new(&stream, shared.limits.max_line),
+            conn: &conn,
+            lines,
             peer: peer.clone(),
             port,
             learnt: Vec::new(),
+            from: None,
         };
         let how = handler.run();
         // Everything owed has been written: let a half-closed client read
@@ -133,7 +151,23 @@ impl Handler<'_> {
     /// client ends the connection, and says so in the log.
     pub(super) fn next_line(&mut self) -> Result<Option<Vec<u8>>, Ended> {
         match self.lines.next_line() {
-            Ok(line) => Ok(line),
+            Ok(line) => {
+                self.conn.touch();
+                Ok(line)
+            }
+            Err(LineError::LineTimeout) => {
+                let shared = self.shared;
+                shared.metrics.line_timeouts.inc();
+                if let Some(n) = shared.line_timeouts.occurred() {
+                    shared.log.warn(format_args!(
+                        "{} began a line and did not end it within {} s (--line-timeout); \
+                         closing the connection ({n} such since the last report)",
+                        self.peer,
+                        shared.limits.line_timeout.unwrap_or_default().as_secs_f64()
+                    ));
+                }
+                Err(Ended::LineTimeout)
+            }
             Err(LineError::TooLong) => {
                 self.shared.log.warn(format_args!(
                     "{} sent a line longer than {} bytes; closing the connection",

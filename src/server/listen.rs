@@ -140,7 +140,11 @@ pub(super) fn accept_loop(shared: &Arc<Shared>, listener: TcpListener, port: Por
                 "accepting on the {kind} port again ({n} more failure(s) since the last report)"
             ));
         }
-        if !shared.admission(port).admit(&stream, port, &shared.log) {
+        let make_room = || port == Port::Client && shared.make_room(&stream);
+        if !shared
+            .admission(port)
+            .admit(&stream, port, &shared.log, make_room)
+        {
             continue;
         }
         if port == Port::Peer {
@@ -184,10 +188,18 @@ impl Admission {
         }
     }
 
-    /// Counts a new connection in, or closes it at once if the limit of
-    /// open connections is reached. Refusals are logged once per episode.
-    fn admit(&self, stream: &TcpStream, port: Port, log: &ServerLog) -> bool {
-        if self.open.fetch_add(1, Ordering::SeqCst) < self.limit {
+    /// Counts a new connection in, or, at the limit of open connections,
+    /// asks `make_room` to close another (it is counted in over the limit
+    /// until that one's thread ends) or else closes it at once. Refusals
+    /// are logged once per episode.
+    fn admit(
+        &self,
+        stream: &TcpStream,
+        port: Port,
+        log: &ServerLog,
+        make_room: impl FnOnce() -> bool,
+    ) -> bool {
+        if self.open.fetch_add(1, Ordering::SeqCst) < self.limit || make_room() {
             if let Some(n) = self.refused.ended() {
                 log.info(format_args!(
                     "{} connections admitted again ({n} more refused since the last report)",
@@ -227,6 +239,33 @@ impl Admission {
 }
 
 impl Shared {
+    /// On a full client port, lets the connection `stream` in by closing
+    /// the longest-idle connection of the address that holds the most,
+    /// if that address holds at least two more than the newcomer's (see
+    /// `open`). Counted, and logged once per episode.
+    fn make_room(&self, stream: &TcpStream) -> bool {
+        if !self.limits.evict_when_full {
+            return false;
+        }
+        let Ok(newcomer) = stream.peer_addr() else {
+            return false;
+        };
+        let Some(evicted) = self.open.make_room_for(newcomer.ip()) else {
+            return false;
+        };
+        self.metrics.evicted.inc();
+        if let Some(n) = self.evictions.occurred() {
+            self.log.warn(format_args!(
+                "client port full: {newcomer} let in by closing a connection of {}, which held \
+                 {} (idle {:.1} s); {n} such since the last report",
+                evicted.address,
+                evicted.held,
+                evicted.idle.as_secs_f64()
+            ));
+        }
+        true
+    }
+
     /// The admission of a port.
     pub(super) fn admission(&self, port: Port) -> &Admission {
         match port {

@@ -20,6 +20,8 @@
 //! - `config`: what a server is told ([`ServerConfig`], [`Limits`]);
 //! - `listen`: binding the ports, and the accept threads that admit
 //!   connections within their limits and start a thread for each;
+//! - `open`: the open connections, how many each client address holds,
+//!   and which one a full client port closes to let a newcomer in;
 //! - `handler`: a connection's life in its thread (a `Handler` holding
 //!   its socket and line reader), and its one-write replies;
 //! - `connection`: the line reader, and why a connection ended;
@@ -45,25 +47,24 @@ mod config;
 mod connection;
 mod handler;
 mod listen;
+mod open;
 mod peer;
 mod scrape;
 
 pub use config::{
-    default_max_peers, Limits, ServerConfig, DEFAULT_CLIENT_NICE, DEFAULT_MAX_CLIENTS,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FUTURE, DEFAULT_MAX_LINE,
+    default_max_peers, Limits, ServerConfig, DEFAULT_CLIENT_NICE, DEFAULT_LINE_TIMEOUT,
+    DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FUTURE, DEFAULT_MAX_LINE,
 };
 pub use listen::{bind_listener, Listeners, LISTEN_BACKLOG};
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use parking_lot::Mutex;
 
 use crate::auth::HerdSecret;
 use crate::flood::{self, Flood};
@@ -76,6 +77,7 @@ use crate::protocol::Nanos;
 use crate::store::Store;
 use connection::Port;
 use listen::Admission;
+use open::OpenConnections;
 
 /// What a running server shares between its threads.
 struct Shared {
@@ -95,40 +97,17 @@ struct Shared {
     peers: Admission,
     /// New clients refused at `max_clients`, reported once per episode.
     full: Episode,
+    /// Connections closed to make room on a full client port, and lines
+    /// that did not end within `--line-timeout`, each reported once per
+    /// episode.
+    evictions: Episode,
+    line_timeouts: Episode,
     metrics: Metrics,
 }
 
 /// How often new clients refused at `--max-clients` are reported while
 /// refusals go on.
 const FULL_REPORTED_EVERY: Duration = Duration::from_secs(10);
-
-/// Open connections' sockets, shared with their threads so that shutdown
-/// can close them (an `Arc` rather than `try_clone`, which would spend a
-/// second file descriptor on every connection).
-#[derive(Default)]
-struct OpenConnections {
-    sockets: Mutex<HashMap<u64, Arc<TcpStream>>>,
-    next: AtomicU64,
-}
-
-impl OpenConnections {
-    /// Keeps a connection's socket until [`OpenConnections::remove`];
-    /// returns its number.
-    fn add(&self, stream: Arc<TcpStream>) -> u64 {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.sockets.lock().insert(id, stream);
-        id
-    }
-
-    fn remove(&self, id: u64) {
-        self.sockets.lock().remove(&id);
-    }
-
-    /// Every socket still open, forgotten here.
-    fn take_all(&self) -> Vec<Arc<TcpStream>> {
-        self.sockets.lock().drain().map(|(_, s)| s).collect()
-    }
-}
 
 /// A running server.
 pub struct ServerHandle {
@@ -229,6 +208,8 @@ pub fn start(config: ServerConfig, listeners: Listeners) -> io::Result<ServerHan
         clients: Admission::new(max_connections, "--max-connections"),
         peers: Admission::new(max_peers, "--max-peer-connections"),
         full: Episode::new(FULL_REPORTED_EVERY),
+        evictions: Episode::new(FULL_REPORTED_EVERY),
+        line_timeouts: Episode::new(FULL_REPORTED_EVERY),
         metrics,
     });
     if let Some(listener) = listeners.metrics {

@@ -29,6 +29,9 @@ impl Handler<'_> {
                 Ok(Some(raw)) => Ok(raw),
                 Ok(None) => Err(HandshakeError::Closed),
                 Err(LineError::TooLong) => Err(HandshakeError::TooLong),
+                Err(LineError::LineTimeout) => {
+                    Err(HandshakeError::Silent(std::io::ErrorKind::TimedOut.into()))
+                }
                 Err(LineError::Io(e)) => Err(HandshakeError::Silent(e)),
             },
         );
@@ -37,6 +40,7 @@ impl Handler<'_> {
                 shared
                     .log
                     .info(format_args!("link from {name} proved the herd secret"));
+                self.from = Some(name);
                 Ok(())
             }
             Err(why) => {
@@ -85,6 +89,13 @@ impl Handler<'_> {
             .info(format_args!("{peer} <- {}", Escaped(&text)));
         match command {
             PeerCommand::Blank => None,
+            PeerCommand::Hello(name) => {
+                // Pass on what the connection taught so far under the
+                // name it had, then take the new one.
+                self.pass_on();
+                self.from = Some(name);
+                None
+            }
             PeerCommand::Invalid => {
                 lines.invalid.inc();
                 Some(protocol::invalid_reply(&text))
@@ -127,7 +138,7 @@ impl Handler<'_> {
             let _ = journal.append_all(self.learnt.iter().map(|record| record.line.as_str()));
         }
         for record in self.learnt.drain(..) {
-            self.shared.flood.forward(&record);
+            self.shared.flood.forward(&record, self.from.as_deref());
         }
     }
 }
