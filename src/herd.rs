@@ -23,10 +23,10 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-/// The five servers of README, The herd, in client-port order (12000 up).
+/// The five servers of src/protocol.md#the-herd, in client-port order (12000 up).
 pub const DEFAULT_NAMES: [&str; 5] = ["Riley", "Jaquez", "Juzang", "Campbell", "Bernard"];
 
-/// The links of the built-in herd (README, The herd).
+/// The links of the built-in herd (src/protocol.md#the-herd).
 pub const DEFAULT_LINKS: [(&str, &str); 6] = [
     ("Riley", "Jaquez"),
     ("Riley", "Juzang"),
@@ -37,7 +37,7 @@ pub const DEFAULT_LINKS: [(&str, &str); 6] = [
 ];
 
 /// How far above the client port the peer port sits when the herd file
-/// does not say (README, The herd, like Redis Cluster's bus port).
+/// does not say (src/protocol.md#the-herd; like Redis Cluster's bus port).
 pub const PEER_PORT_OFFSET: u32 = 10_000;
 
 /// One server of a herd file, as written.
@@ -129,8 +129,8 @@ impl HerdFile {
             .map_err(|e| HerdError::Parse(format!("herd file {}: {e}", path.display())))
     }
 
-    /// Checks everything README, The herd asks of a herd file and builds the
-    /// herd.
+    /// Checks everything src/protocol.md#the-herd-file asks of a herd file and
+    /// builds the herd.
     pub fn validate(self) -> Result<Herd, HerdError> {
         let invalid = |m: String| Err(HerdError::Invalid(m));
         if self.servers.is_empty() {
@@ -206,7 +206,7 @@ impl HerdFile {
 }
 
 impl Herd {
-    /// The herd of README, The herd: five servers on 127.0.0.1, client ports
+    /// The herd of src/protocol.md#the-herd: five servers on 127.0.0.1, client ports
     /// 12000-12004, peer ports 22000-22004.
     pub fn default_herd() -> Herd {
         let servers = DEFAULT_NAMES
@@ -284,7 +284,7 @@ mod tests {
         parse(json).unwrap_err().to_string()
     }
 
-    /// The built-in herd is the one of README, The herd, links both ways.
+    /// The built-in herd is the one of src/protocol.md#the-herd, links both ways.
     #[test]
     fn default_herd_matches_protocol() {
         let herd = Herd::default_herd();
@@ -302,7 +302,7 @@ mod tests {
         assert_eq!((bernard.port, bernard.peer_port), (12004, 22004));
     }
 
-    /// The example herd file of README, The herd is accepted, with the
+    /// The example herd file of src/protocol.md#the-herd-file is accepted, with the
     /// default peer port filled in.
     #[test]
     fn example_file() {
@@ -317,7 +317,7 @@ mod tests {
         assert_eq!(herd.neighbours("Jaquez")[0].name, "Riley");
     }
 
-    /// Each refusal the README's herd file section lists has a message naming what is wrong.
+    /// Each refusal src/protocol.md#the-herd-file lists has a message naming what is wrong.
     #[test]
     fn refusals() {
         let one = r#""A": {"host": "h", "port": 1000}"#;

@@ -99,7 +99,7 @@ pub const COMPACT_MIN_BYTES: u64 = 1024 * 1024;
 /// rewrite is background work: on a busy machine the threads that flood
 /// and answer run first. Five servers of a herd holding the same clients
 /// rewrite at about the same moment, and at full priority that was a
-/// burst of CPU the flood's lag showed (README, Performance).
+/// burst of CPU the flood's lag showed (src/bin/proxy-herd-bench/README.md#performance).
 const COMPACTOR_NICE: i32 = 10;
 
 /// What reading a journal back found.

@@ -3,7 +3,7 @@
 //! A herd is a few TCP servers that take location updates from mobile
 //! clients (`IAMAT`), flood them to each other, and answer "what is near
 //! this client?" (`WHATSAT`) by asking Google Places. The contract is
-//! the README's section "The protocol"; this crate implements it with
+//! src/protocol.md, shown as the doc of [`protocol`]; this crate implements it with
 //! blocking `std::net`, a thread for every connection, and no async
 //! runtime, so it can be read side by side with an asyncio version of the
 //! same herd.
@@ -71,6 +71,7 @@
 //!
 //! No lock is held across a socket write, a blocking channel send or an
 //! HTTP call.
+#![doc = include_str!("design.md")]
 #![forbid(unsafe_code)]
 
 pub mod auth;

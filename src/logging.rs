@@ -15,7 +15,7 @@
 //! [`ServerLog::flush`] waits until the writer has written everything
 //! logged before it: the server calls it on shutdown and on SIGINT or
 //! SIGTERM, so every line already logged is in the file when the process
-//! exits (README, Log and life cycle). A `kill -9` can lose the last few
+//! exits (src/protocol.md#log-and-life-cycle). A `kill -9` can lose the last few
 //! milliseconds of log lines; it cannot lose a stored location, which
 //! never depends on the log.
 //!

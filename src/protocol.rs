@@ -20,7 +20,7 @@ use std::fmt;
 ///
 /// Client times are parsed straight from their decimal text into integers,
 /// never through `f64`: a binary float cannot hold `1621464827.959498503`
-/// exactly, and README, IAMAT asks for the difference to the nanosecond.
+/// exactly, and src/protocol.md#iamat-here-i-am asks for the difference to the nanosecond.
 /// `i128` leaves room for any time a client may send without overflow.
 pub type Nanos = i128;
 
@@ -34,7 +34,7 @@ pub fn now_nanos() -> Nanos {
 
 const NANOS_PER_SEC: i128 = 1_000_000_000;
 
-/// The longest line README, Lines asks a server to take, in bytes
+/// The longest line src/protocol.md#lines asks a server to take, in bytes
 /// without its `\n` (`--max-line` can raise or lower it).
 pub const MAX_LINE: usize = 64 * 1024;
 
@@ -115,7 +115,7 @@ impl Location {
     }
 
     /// The `lat,lng` pair for the Places request: the client's digits
-    /// without `+` signs, as README, WHATSAT asks.
+    /// without `+` signs, as src/protocol.md#whatsat-what-is-near asks.
     pub fn places_param(&self) -> String {
         format!(
             "{},{}",
@@ -163,7 +163,7 @@ fn split_decimal(text: &str) -> Option<(&str, &str)> {
 }
 
 /// Parses a client time, `DIGITS[.DIGITS]` POSIX seconds, into nanoseconds.
-/// Digits past the ninth decimal are dropped, as README, IAMAT says.
+/// Digits past the ninth decimal are dropped, as src/protocol.md#iamat-here-i-am says.
 /// Signs, exponents, `inf` and `nan` are refused, as is a value too large
 /// for [`Nanos`].
 pub fn parse_time(text: &str) -> Option<Nanos> {
@@ -180,7 +180,7 @@ pub fn parse_time(text: &str) -> Option<Nanos> {
     secs.checked_mul(NANOS_PER_SEC)?.checked_add(nanos)
 }
 
-/// Formats a time difference as README, IAMAT wants it: a sign, always,
+/// Formats a time difference as src/protocol.md#iamat-here-i-am wants it: a sign, always,
 /// then seconds with exactly nine decimals (`+0.263873386`, `-1.000000000`).
 pub fn format_delta(delta: Nanos) -> String {
     let sign = if delta < 0 { '-' } else { '+' };
@@ -245,7 +245,7 @@ impl AtRecord {
     /// Whether this record should replace `other` for the same client: a
     /// later client time wins, and for equal times the byte-wise greater AT
     /// line, so that every server settles on the same record whatever order
-    /// the updates arrive in (README, IAMAT).
+    /// the updates arrive in (src/protocol.md#iamat-here-i-am).
     pub fn is_newer_than(&self, other: &AtRecord) -> bool {
         (self.update.time, self.line.as_bytes()) > (other.update.time, other.line.as_bytes())
     }
@@ -312,7 +312,7 @@ pub fn parse_client_line(line: &str) -> ClientCommand {
 
 /// Parses one line from a neighbour (without its `\n`). `known_server`
 /// says whether a server name belongs to the herd: an AT naming a server
-/// the herd does not have is invalid (README, Flooding).
+/// the herd does not have is invalid (src/protocol.md#flooding).
 pub fn parse_peer_line(line: &str, known_server: impl Fn(&str) -> bool) -> PeerCommand {
     let f = fields(line);
     match f.as_slice() {
@@ -443,7 +443,7 @@ mod tests {
         }
     }
 
-    /// The example IAMAT of README, IAMAT parses with its fields intact.
+    /// The example IAMAT of src/protocol.md#iamat-here-i-am parses with its fields intact.
     #[test]
     fn iamat_example() {
         let u = update("IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503");
@@ -543,7 +543,7 @@ mod tests {
         assert_eq!(loc.places_param(), "-33.8670,151.1957");
     }
 
-    /// Any white space the README's Lines names separates fields, including vertical tab and
+    /// Any white space src/protocol.md#lines names separates fields, including vertical tab and
     /// form feed, and leading or trailing white space is ignored.
     #[test]
     fn white_space() {

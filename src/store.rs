@@ -86,7 +86,7 @@ impl Store {
     }
 
     /// Offers a record. It is kept if it is newer than the stored one for
-    /// the same client (README, IAMAT), and then returned so the caller
+    /// the same client (src/protocol.md#iamat-here-i-am), and then returned so the caller
     /// can flood it; an older or identical record changes nothing and
     /// gives `None`, which is what ends a flood.
     pub fn offer(&self, record: AtRecord) -> Option<Arc<AtRecord>> {
@@ -172,7 +172,7 @@ impl Store {
     /// rewrite's snapshot of 67,000-320,000 records kept every connection
     /// of its server waiting for 7-106 ms under `proxy-herd-bench sustain`
     /// even at the server's own priority. So the table is read
-    /// [`SNAPSHOT_CHUNK`] buckets at a time, letting waiting writers in
+    /// `SNAPSHOT_CHUNK` buckets at a time, letting waiting writers in
     /// between. That is safe because records never leave the table nor
     /// move within it, except when it grows (see [`Store`]): a newer
     /// record takes its client's bucket (the caller has opened its own

@@ -204,8 +204,8 @@ fn each_defect_fails_its_own_check() {
         (
             "no-half-close",
             &["life-cycle.half-close"],
-            &["life-cycle.half-close"],
-            1,
+            &["life-cycle.half-close-eof"],
+            0,
         ),
         (
             "radius-unchecked",

@@ -181,8 +181,8 @@ fn update_reaches_neighbour_socket_before_reply() {
     }
 }
 
-/// A link may say which neighbour it is with `HELLO <name>` (README,
-/// Flooding): the server answers nothing, and does not send what that
+/// A link may say which neighbour it is with `HELLO <name>`
+/// (src/protocol.md#flooding): the server answers nothing, and does not send what that
 /// neighbour told it back to it. A HELLO naming no server of the herd is
 /// an invalid line. The proof is a gate: after the skipped line, A's next
 /// line to B is the update of a later IAMAT, so the skipped one was never

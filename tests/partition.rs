@@ -1,4 +1,4 @@
-//! The partition test of issue 5: the five servers of README, The herd, each
+//! The partition test of issue 5: the five servers of src/protocol.md#the-herd, each
 //! in its own network namespace with its own address, so the herd file
 //! names five different hosts. The herd is split by taking down the
 //! network links that cross the cut, both sides take updates, the links
@@ -30,7 +30,7 @@
 //!    `TCP_USER_TIMEOUT` on every link, `flood::detect_dead_peer`) must
 //!    notice the cut within seconds, with the kernel's defaults otherwise.
 //!    The heal then goes through reconnect (after a backoff of up to 2 s)
-//!    and the resync of README, Flooding.
+//!    and the resync of src/protocol.md#flooding.
 //!
 //! Each round updates both sides (the same clients on both sides with
 //! different times, a same-time tie that the byte-greater AT line must
@@ -180,7 +180,7 @@ fn with_created<T>(f: impl FnOnce(&mut Created) -> T) -> T {
 /// Idempotent: it empties the registry.
 fn cleanup() {
     let created = with_created(std::mem::take);
-    // SIGTERM first, so each server flushes its log (README, Log and life cycle
+    // SIGTERM first, so each server flushes its log (src/protocol.md#log-and-life-cycle
     // gives it 250 ms); SIGKILL whatever is still there after 1 s.
     for (_, child) in &created.servers {
         let _ = Command::new("kill")
@@ -355,7 +355,7 @@ impl Net {
         Ok(())
     }
 
-    /// Writes the herd file: five hosts, the links of README, The herd.
+    /// Writes the herd file: five hosts, the links of src/protocol.md#the-herd.
     fn herd_file(&self, dir: &Path) -> PathBuf {
         let servers: serde_json::Map<String, serde_json::Value> = FIVE
             .iter()

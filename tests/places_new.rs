@@ -1,4 +1,4 @@
-//! Places API (New) (README, Places API (New)), end to end: real herd servers in
+//! Places API (New) (src/places/README.md#places-api-new), end to end: real herd servers in
 //! `new` mode against the in-process places-stub, checked on what the
 //! client gets back and on what the stub received.
 
@@ -53,7 +53,7 @@ fn riley_with_kiwi(places: PlacesConfig) -> (TestHerd, String) {
 }
 
 /// Splits a WHATSAT reply into its AT line and its JSON, checking the
-/// framing of the README's WHATSAT: one AT line, JSON without blank lines, `\n\n` at the end.
+/// framing of WHATSAT (src/protocol.md#whatsat-what-is-near): one AT line, JSON without blank lines, `\n\n` at the end.
 fn split_reply(reply: &str) -> (&str, &str) {
     let body = reply.strip_suffix("\n\n").expect("reply ends with \\n\\n");
     let (line, json) = body.split_once('\n').expect("an AT line, then JSON");
@@ -76,7 +76,7 @@ fn expected_json(location: &str, radius_m: u32, bound: usize) -> String {
 }
 
 /// A WHATSAT in `new` mode gets the AT line, then the stub's places in
-/// the legacy shape and Google's layout (README, Places API (New)), then `\n\n`, byte for
+/// the legacy shape and Google's layout (src/places/README.md#places-api-new), then `\n\n`, byte for
 /// byte as computed from the stub's answer.
 #[test]
 fn whatsat_reply_is_legacy_shaped() {

@@ -1,4 +1,4 @@
-//! Client-facing edge cases of the README (The protocol), each sent as raw bytes
+//! Client-facing edge cases of the protocol (src/protocol.md#the-protocol), each sent as raw bytes
 //! to a real server and checked against the exact reply bytes.
 
 mod support;
@@ -225,7 +225,7 @@ fn peer_port_lines() {
     });
 }
 
-/// Client ids keep any non-white-space bytes, and every white space the README's Lines names
+/// Client ids keep any non-white-space bytes, and every white space src/protocol.md#lines names
 /// separates fields.
 #[test]
 fn white_space_and_odd_ids() {

@@ -405,7 +405,7 @@ fn a_server_that_does_not_come_up_is_named() {
 
 /// `proxy-herd --list-herd`, which the script reads, prints one `NAME HOST
 /// PORT PEER_PORT WHERE` line per server in client-port order: the
-/// built-in herd of the README, or the servers of `--config`,
+/// built-in herd (src/protocol.md#the-herd), or the servers of `--config`,
 /// each `here` on loopback and `elsewhere` on an address this machine
 /// does not have. It cannot be combined with a server name.
 #[test]

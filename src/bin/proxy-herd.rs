@@ -2,6 +2,7 @@
 //!
 //! Kept thin on purpose: parse the flags, validate the herd, bind, start,
 //! wait for a signal. All the work lives in the library.
+#![doc = include_str!("proxy-herd.md")]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -370,7 +371,7 @@ fn run(args: Args) -> Result<(), String> {
     // The log writer holds lines for at most a couple of milliseconds;
     // `flush` waits until every line logged so far is in the file. Then
     // exit at once rather than join threads that may be waiting on a slow
-    // Places call: README, Log and life cycle gives us 250 ms.
+    // Places call: src/protocol.md#log-and-life-cycle gives us 250 ms.
     log.info(format_args!("{} got a stop signal; exiting", spec.name));
     log.flush();
     std::process::exit(0);

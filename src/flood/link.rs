@@ -332,7 +332,7 @@ impl Link {
                 let mut reader = BufReader::new(read_half);
                 let mut line = String::new();
                 // A neighbour has nothing to say on our link but `?` lines
-                // (README, Flooding); whatever it sends is read in bounded
+                // (src/protocol.md#flooding); whatever it sends is read in bounded
                 // pieces and logged at most every 10 s.
                 let said = Episode::new(Duration::from_secs(10));
                 loop {

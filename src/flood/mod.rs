@@ -45,7 +45,7 @@
 //!
 //! # Delivery before the reply
 //!
-//! "Flooding is immediate" (README, Flooding): graders ask a neighbour right
+//! "Flooding is immediate" (src/protocol.md#flooding): graders ask a neighbour right
 //! after the reply. A record sitting in the queue of a link thread that is
 //! asleep is not yet on its way, so [`Delivery::wait`] lets the connection
 //! thread wait until every idle link that is up has handed it to its
@@ -93,7 +93,7 @@ use link::Link;
 /// How many records a link's queue holds. A full queue makes clients wait
 /// (see the module doc), so this bounds how far a server's replies can
 /// run ahead of what its links have sent: 256 records, about 20 ms at
-/// the rates `proxy-herd-bench sustain` measured (README, Performance). As
+/// the rates `proxy-herd-bench sustain` measured (src/bin/proxy-herd-bench/README.md#performance). As
 /// large as the largest batch a link writes at once: four times that
 /// gave no higher rate and a longer lag.
 pub const LINK_QUEUE: usize = link::BATCH;
@@ -565,7 +565,7 @@ impl Delivery {
 /// of milliseconds. At nice 10 a client thread gets about a tenth of the
 /// CPU share of a relay thread when both want to run, and exactly as much
 /// as before when nothing else does. `proxy-herd-bench sustain` measured
-/// the difference (README, Performance).
+/// the difference (src/bin/proxy-herd-bench/README.md#performance).
 ///
 /// Client connections do this only when they start while some link is
 /// up: with no flood to protect, a lower priority would only let other

@@ -1,5 +1,5 @@
-//! Google's JSON layout (README, Places API (New)) and the reply rule of
-//! the README's WHATSAT (no blank line inside the JSON).
+//! Google's JSON layout (src/places/README.md#places-api-new) and the reply rule of
+//! WHATSAT (src/protocol.md#whatsat-what-is-near): no blank line inside the JSON.
 //!
 //! Google Places answers in the layout of jsoncpp's "styled" writer. When
 //! the herd cuts `results` down to the client's bound it has to lay the
@@ -24,7 +24,7 @@ const RIGHT_MARGIN: usize = 74;
 const INDENT: &str = "   ";
 
 /// Lays out a JSON value the way Google Places does (jsoncpp's "styled"
-/// writer; README, Places API (New)), ending with one "\n".
+/// writer; src/places/README.md#places-api-new), ending with one "\n".
 pub fn styled(value: &Value) -> String {
     let mut writer = Writer {
         document: String::new(),
@@ -35,7 +35,8 @@ pub fn styled(value: &Value) -> String {
     writer.document
 }
 
-/// The reply rule of README, WHATSAT: every run of two or more '\n' becomes one '\n', trailing '\n's removed.
+/// The reply rule of WHATSAT (src/protocol.md#whatsat-what-is-near): every
+/// run of two or more '\n' becomes one '\n', trailing '\n's removed.
 ///
 /// A WHATSAT reply ends with a blank line, so the JSON inside it must
 /// never contain one; otherwise a client could not tell where it ends.
@@ -54,8 +55,9 @@ pub fn squeeze_newlines(text: &str) -> String {
 
 /// Error for a Places body that is not a JSON object.
 ///
-/// The herd turns this into an `UNKNOWN_ERROR` answer (README, WHATSAT), so the message
-/// is written to be read by a client.
+/// The herd turns this into an `UNKNOWN_ERROR` answer
+/// (src/protocol.md#whatsat-what-is-near), so the message is written to be
+/// read by a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotJsonObject;
 

@@ -16,12 +16,14 @@
 //! messages are written here from the kind of failure, never from the
 //! URL, and log lines name the endpoint without its query.
 //!
-//! Two Places APIs can answer (README, Places API (New)), chosen by [`PlacesApi`].
+//! Two Places APIs can answer (src/places/README.md#places-api-new, below),
+//! chosen by [`PlacesApi`].
 //! The legacy Nearby Search is what clients were written against, and its
 //! answer passes through nearly untouched. Places API (New) is what a key
 //! made today can use; `new_api` turns its answer into the legacy shape
 //! first, and from there both paths are the same: cut to the bound,
 //! newlines squeezed. Clients cannot tell which API was asked.
+#![doc = include_str!("README.md")]
 
 pub mod layout;
 pub mod new_api;
@@ -44,7 +46,7 @@ const MAX_IDLE_PER_HOST: usize = 64;
 /// as failed. A real answer of 20 places is about 20 KiB.
 pub const DEFAULT_MAX_BYTES: u64 = 1024 * 1024;
 
-/// Which Places API answers WHATSAT (README, Places API (New)).
+/// Which Places API answers WHATSAT (src/places/README.md#places-api-new).
 ///
 /// Legacy is the default because graders and existing keys expect it;
 /// Google no longer enables it for new Cloud projects, whose keys need
@@ -133,7 +135,7 @@ impl Places {
 
     /// The JSON for a WHATSAT reply: Places' answer for `radius_m` metres
     /// around `location`, `results` cut to `bound`, with the reply's
-    /// newline rule applied (the README's WHATSAT). A failed request gives
+    /// newline rule applied (src/protocol.md#whatsat-what-is-near). A failed request gives
     /// an error object of the same shape. Logs the request and its
     /// outcome.
     pub fn nearby(
@@ -221,7 +223,7 @@ impl Places {
     }
 
     /// Sends the Nearby Search (New) request and returns its answer in
-    /// the legacy shape (README, Places API (New)).
+    /// the legacy shape (src/places/README.md#places-api-new).
     ///
     /// Unlike the legacy path, a non-200 answer is read too: the New API
     /// says what went wrong in the body (`PERMISSION_DENIED` for a key
@@ -271,7 +273,7 @@ pub struct Answer {
 }
 
 /// The status of a failed Places request, in the legacy API's words,
-/// which a WHATSAT reply uses whichever API was asked (README, WHATSAT).
+/// which a WHATSAT reply uses whichever API was asked (src/protocol.md#whatsat-what-is-near).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlacesStatus {
     /// No key, or a key Google refused.

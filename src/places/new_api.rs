@@ -1,11 +1,12 @@
-//! Places API (New) (README, Places API (New)): the request the herd sends to
+//! Places API (New) (src/places/README.md#places-api-new): the request the herd sends to
 //! Nearby Search (New), and its answer turned into the legacy shape.
 //!
 //! Clients of the herd were written against the legacy Nearby Search
 //! answer and cannot be changed, so a herd using the New API has to answer
 //! them with replies they cannot tell from legacy ones. Everything the New
 //! API adds is dropped; everything the legacy answer had and the New one
-//! still carries is moved to its legacy name, as the README's table (Places API (New)) says.
+//! still carries is moved to its legacy name, as the table of
+//! src/places/README.md#places-api-new says.
 //!
 //! Three things shape this module:
 //! - The field mask is the bill. The New API charges a request at the
@@ -32,8 +33,8 @@ use crate::protocol::Location;
 /// Google's Nearby Search (New) endpoint, the default in `new` mode.
 pub const NEW_NEARBY_URL: &str = "https://places.googleapis.com/v1/places:searchNearby";
 
-/// The `X-Goog-FieldMask` header: the New fields the README's mapping (Places API (New))
-/// reads, and no others, in alphabetical order.
+/// The `X-Goog-FieldMask` header: the New fields the mapping of
+/// src/places/README.md#places-api-new reads, and no others, in alphabetical order.
 pub const FIELD_MASK: &str = "places.businessStatus,\
 places.currentOpeningHours,\
 places.displayName,\
@@ -55,7 +56,7 @@ places.viewport";
 /// around `location`, at most `bound` places.
 ///
 /// The coordinates are JSON numbers with the client's digits, as the
-/// legacy `location=` parameter has them (README, WHATSAT): only the `+`
+/// legacy `location=` parameter has them (src/protocol.md#whatsat-what-is-near): only the `+`
 /// sign and leading zeros go, because JSON allows neither (`+034.5` is a
 /// valid IAMAT latitude and becomes `34.5`).
 pub fn request_body(location: &Location, radius_m: u32, bound: usize) -> String {
@@ -95,7 +96,7 @@ fn json_number(signed: &str) -> Value {
 
 /// The legacy answer for a New answer: `body` as received with HTTP
 /// status `http_status`, laid out as Google lays out legacy answers
-/// (README, Places API (New)). An error answer becomes the legacy error object.
+/// (src/places/README.md#places-api-new). An error answer becomes the legacy error object.
 pub fn legacy_json(http_status: u16, body: &str) -> String {
     match convert(http_status, body) {
         Ok(json) => json,
@@ -196,9 +197,10 @@ fn error_class(http_status: u16, google_status: Option<&str>) -> PlacesStatus {
     }
 }
 
-/// One New place as a legacy result: the rows of the README's table (Places API (New)), each
-/// written only when the New place has what it needs. A `BTreeMap` keeps
-/// the keys sorted, as Google sorts them.
+/// One New place as a legacy result: the rows of the table of
+/// src/places/README.md#places-api-new, each written only when the New
+/// place has what it needs. A `BTreeMap` keeps the keys sorted, as Google
+/// sorts them.
 fn legacy_place(place: &Map<String, Value>) -> Value {
     let mut out = BTreeMap::new();
     let mut put = |key: &str, value: Option<Value>| {
@@ -431,8 +433,8 @@ mod tests {
     }"##;
 
     /// The whole answer for a full place, byte for byte: every row of the
-    /// README's Places API (New) table at once, keys sorted, numbers with the digits sent, and
-    /// Google's layout.
+    /// table of src/places/README.md#places-api-new at once, keys sorted,
+    /// numbers with the digits sent, and Google's layout.
     #[test]
     fn full_place_converts_exactly() {
         let text = convert(200, &format!("{{\"places\": [{FULL_PLACE}]}}")).unwrap();
@@ -818,8 +820,9 @@ mod tests {
         }
     }
 
-    /// The request body has exactly the structure the README's Places API (New) gives and values, with
-    /// the client's digits and no `+`.
+    /// The request body has exactly the structure
+    /// src/places/README.md#places-api-new gives, and values with the
+    /// client's digits and no `+`.
     #[test]
     fn request_body_values() {
         let location = Location::parse("+34.068930-118.445127").unwrap();

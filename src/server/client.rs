@@ -46,7 +46,7 @@ impl Handler<'_> {
                 let reply = format!("{}\n", record.line);
                 // The reply is a promise: before it goes out, the update is
                 // in the journal and in the sockets of the links that are
-                // up (README, Flooding). The links are told first, so their
+                // up (src/protocol.md#flooding). The links are told first, so their
                 // writes overlap the journal's.
                 let journaled = match shared.store.offer_within(record, shared.limits.max_clients) {
                     Offered::New(stored) => {

@@ -9,7 +9,7 @@ use crate::herd::Herd;
 use crate::logging::ServerLog;
 use crate::places::PlacesConfig;
 
-/// The line limit of README, Lines.
+/// The line limit of src/protocol.md#lines.
 pub const DEFAULT_MAX_LINE: usize = crate::protocol::MAX_LINE;
 
 /// How many client connections may be open at once by default. Each costs

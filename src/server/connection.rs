@@ -77,7 +77,7 @@ pub(super) enum LineError {
 /// Splits a byte stream into lines, however the bytes arrive: several
 /// lines in one read, or one line over many. At end-of-file an
 /// unterminated last line still counts (a client that half-closes after
-/// its message without a `\n`, README, Lines).
+/// its message without a `\n`, src/protocol.md#lines).
 pub(super) struct Lines<R> {
     inner: R,
     /// Bytes read so far live in `buf[..filled]`; the rest of `buf` is

@@ -207,7 +207,7 @@ impl Handler<'_> {
 }
 
 /// Decodes a received line. Not valid UTF-8 gives `Err` with the lossy
-/// text, which README, Lines makes an invalid line.
+/// text, which src/protocol.md#lines makes an invalid line.
 pub(super) fn decode(raw: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(raw).map_err(|_| String::from_utf8_lossy(raw).into_owned())
 }

@@ -22,7 +22,7 @@ use proxy_herd::server::{self, Limits, Listeners, ServerConfig, ServerHandle};
 /// How long any test waits for something that should take milliseconds.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
-/// The five servers and links of README, The herd.
+/// The five servers and links of src/protocol.md#the-herd.
 pub use proxy_herd::herd::{DEFAULT_LINKS as FIVE_LINKS, DEFAULT_NAMES as FIVE};
 
 /// A herd of in-process servers, each on its own loopback ports.
@@ -125,7 +125,7 @@ impl TestHerd {
         }
     }
 
-    /// The five-server herd of README, The herd.
+    /// The five-server herd of src/protocol.md#the-herd.
     pub fn five(places: PlacesConfig) -> TestHerd {
         TestHerd::start(&FIVE, &FIVE_LINKS, places)
     }

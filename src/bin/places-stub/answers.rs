@@ -1,7 +1,8 @@
 //! What places-stub answers: made-up places for a query, in the legacy
-//! Nearby Search shape and layout (README, Places API (New) and WHATSAT) and in the shape of
-//! Places API (New) (README, Places API (New)). Pure functions of the query: the same query
-//! always gets the same bytes. The HTTP side is `server.rs`.
+//! Nearby Search shape and layout (src/places/README.md#places-api-new and
+//! src/protocol.md#whatsat-what-is-near) and in the shape of Places API
+//! (New) (src/places/README.md#places-api-new). Pure functions of the
+//! query: the same query always gets the same bytes. The HTTP side is `server.rs`.
 
 use std::f64::consts::PI;
 
@@ -511,7 +512,7 @@ impl MadeUpPlace {
     /// The place in Places API (New) fields, in the order Google's proto
     /// declares them (not alphabetical, so a client that sorts is tested).
     ///
-    /// Written so that the legacy mapping of README, Places API (New) gives back
+    /// Written so that the legacy mapping of src/places/README.md#places-api-new gives back
     /// [`MadeUpPlace::legacy`] except for `icon`, which the New API does
     /// not have (the mapping builds it from the mask URI). Every fifth
     /// place has no `shortFormattedAddress`, only a `formattedAddress`,

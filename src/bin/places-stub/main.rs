@@ -6,11 +6,12 @@
 //! Tests and the offline demo (`run_herd.sh`) need a Places endpoint that
 //! needs no key, no network and no money, answers the same bytes for the
 //! same query, and can be told to misbehave (held, failing, not JSON) so
-//! the herd's error paths (README, WHATSAT) can be exercised. This program
+//! the herd's error paths (src/protocol.md#whatsat-what-is-near) can be exercised. This program
 //! is that endpoint: a small HTTP server, a thread per connection, answering
 //! - `GET …/nearbysearch/json?location=LAT,LNG&radius=METRES&key=KEY` in
-//!   Google's legacy shape and layout (README, Places API (New)), and
-//! - `POST …/places:searchNearby` in the shape of Places API (New) (README, Places API (New)),
+//!   Google's legacy shape and layout (src/places/README.md#places-api-new), and
+//! - `POST …/places:searchNearby` in the shape of Places API (New)
+//!   (src/places/README.md#places-api-new),
 //!   with a JSON body `{"locationRestriction": {"circle": {"center":
 //!   {"latitude", "longitude"}, "radius"}}, "maxResultCount"}` and the
 //!   headers `X-Goog-Api-Key` and `X-Goog-FieldMask`.

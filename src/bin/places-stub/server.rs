@@ -5,7 +5,7 @@
 //! `places-stub` program does), it can be told to misbehave (held until
 //! released, an HTTP error, not JSON, a given JSON answer) and keeps the
 //! last request it got, so that tests can drive the herd's error paths
-//! (README, WHATSAT) and check what the herd sent. The tests compile this
+//! (src/protocol.md#whatsat-what-is-near) and check what the herd sent. The tests compile this
 //! file into themselves (`tests/support/stub.rs`), which is why the
 //! program itself leaves some of it unused.
 #![allow(dead_code)]

@@ -391,7 +391,7 @@ fn new_body(lat: &str, lng: &str, radius: &str, count: Option<u32>) -> String {
 }
 
 /// The New answer describes the same places as the legacy one for
-/// the same query: mapped to the legacy shape (README, Places API (New)), it equals the
+/// the same query: mapped to the legacy shape (src/places/README.md#places-api-new), it equals the
 /// legacy answer except for `icon`, which the New API lacks (the
 /// mapping builds it from the mask URI), and `photo_reference`, which
 /// is the New photo's resource name (ending in the legacy reference).

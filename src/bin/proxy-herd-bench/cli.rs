@@ -49,9 +49,10 @@ Modes:
             flood). Alone, this mode measures it with the iamat load; with
             --serve-for it just serves, for other tools to measure.
   all       Every mode against a spawned herd and the baseline, with the
-            README's settings (c=16,64; five servers; oneshot c=16; whatsat c=16;
-            flood at --rate; sustain c=64 with --clients 0,100000; conns -n):
-            one command for the whole table.
+            settings of the Performance table in the bench's README (c=16,64;
+            five servers; oneshot c=16; whatsat c=16; flood at --rate; sustain
+            c=64 with --clients 0,100000; conns -n): one command for the whole
+            table.
 
 Targets:
   Without --addr the bench starts its own herd (--spawn-herd, the default):
@@ -119,7 +120,7 @@ Examples:
   proxy-herd-bench all -d 10 --json > bench.json
   proxy-herd-bench iamat --addr 127.0.0.1:12000 -c 64";
 
-/// Load generator and baseline for proxy herds (the protocol of README.md), on loopback.
+/// Load generator and baseline for proxy herds (the protocol of src/protocol.md), on loopback.
 ///
 /// Measures requests per second, latency percentiles, flood propagation
 /// and memory per connection of a herd, and the same figures for a bare
@@ -151,7 +152,7 @@ pub struct Options {
     pub spawn_herd: bool,
 
     /// How many servers the spawned herd has: 1, or the built-in five
-    /// (README.md, The protocol).
+    /// (src/protocol.md#the-herd).
     #[arg(long, global = true, default_value_t = 1, value_name = "1|5",
           value_parser = parse_servers)]
     pub servers: usize,
@@ -214,11 +215,13 @@ pub struct Options {
     pub keep_logs: bool,
 
     /// Also start another herd (an asyncio one, a student's) from this
-    /// command, once per server of --config, and measure it beside ours:
-    /// {name}, {port} and {config} are replaced by the server's name, its
-    /// client port and the herd file's path; the command runs in the
-    /// current folder. iamat, oneshot and conns measure it; the other
-    /// modes say why they do not.
+    /// command, once per server of --config, and measure or check it
+    /// beside ours: {name}, {port} and {config} are replaced by the
+    /// server's name, its client port and the herd file's path, and (for
+    /// check) {places_url} by the Nearby Search URL of a places-stub,
+    /// also given as PLACES_URL with a key in GOOGLE_PLACES_API_KEY. The
+    /// command runs in the current folder. check, iamat, oneshot and conns
+    /// take it; the other modes say why they do not.
     #[arg(long, global = true, value_name = "COMMAND", requires = "config")]
     pub herd_cmd: Option<String>,
 
@@ -244,7 +247,7 @@ fn parse_servers(text: &str) -> Result<usize, String> {
         "1" => Ok(1),
         "5" => Ok(5),
         _ => Err(
-            "the spawned herd has 1 server or the built-in five (README.md, The protocol)".into(),
+            "the spawned herd has 1 server or the built-in five (src/protocol.md#the-herd)".into(),
         ),
     }
 }
@@ -378,6 +381,13 @@ pub struct CheckArgs {
     /// (by default only the course's checks decide the exit status).
     #[arg(long)]
     pub strict: bool,
+    /// Ask WHATSAT (to see where updates went) even of a herd that does
+    /// not use the Places stand-in it is given: each ask is then a request
+    /// to the Places endpoint it calls itself, billed to its key. Without
+    /// it, such a herd's flooding, newest-wins and fault checks are not
+    /// checked.
+    #[arg(long)]
+    pub real_places: bool,
     /// With --herd-cmd, check only the other herd, not ours beside it.
     #[arg(long)]
     pub other_only: bool,
@@ -393,6 +403,7 @@ impl Default for CheckArgs {
             within: 3.0,
             catch_up_within: 10.0,
             only: Vec::new(),
+            real_places: false,
             strict: false,
             other_only: false,
             list: false,

@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The location every bench IAMAT sends (UCLA, the README's example).
+/// The location every bench IAMAT sends (UCLA, the example of src/protocol.md#iamat-here-i-am).
 pub const LOCATION: &str = "+34.068930-118.445127";
 
 /// The largest reply read; a longer one is an error, never a bigger buffer.

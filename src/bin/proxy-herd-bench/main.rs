@@ -32,6 +32,7 @@
 //!
 //! Every loop is bounded in count and in time, and all traffic stays on
 //! loopback: `--addr` must be a loopback address.
+#![doc = include_str!("README.md")]
 #![forbid(unsafe_code)]
 
 mod baseline;

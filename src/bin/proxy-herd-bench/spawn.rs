@@ -22,7 +22,7 @@ use proxy_herd::herd::Herd;
 
 use super::client::{self, ClientClock, Conn};
 
-/// The five servers of README, The herd and their links.
+/// The five servers of src/protocol.md#the-herd and their links.
 pub use proxy_herd::herd::{DEFAULT_LINKS as FIVE_LINKS, DEFAULT_NAMES as FIVE};
 
 /// How long anything started may take to be ready.

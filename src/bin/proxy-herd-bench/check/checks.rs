@@ -64,6 +64,10 @@ struct Run<'a> {
     outcomes: BTreeMap<&'static str, Outcome>,
     next_id: usize,
     places: Places,
+    /// Whether checks may ask WHATSAT to see where updates went: not
+    /// when each ask would be a Places request the herd makes on its own
+    /// key (see [`probe_places`]); the reason then.
+    polling: Result<(), String>,
 }
 
 /// Runs every check the settings ask for, in the catalogue's order, and
@@ -80,8 +84,12 @@ pub fn run_all(
         outcomes: BTreeMap::new(),
         next_id: 0,
         places: Places::Unknown,
+        polling: Ok(()),
     };
-    settle(&mut run);
+    probe_places(&mut run);
+    if run.polling.is_ok() {
+        settle(&mut run);
+    }
     let groups: [fn(&mut Run); 8] = [
         replies,
         lines,
@@ -108,6 +116,69 @@ pub fn run_all(
             })
         })
         .collect()
+}
+
+/// How long a poll waits between rounds of WHATSAT asks.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Whether two AT lines are the same record: the same server made it,
+/// for the same client and client time. A herd that re-formats the line
+/// it stored (a float for the time, say) still holds the record; that
+/// its WHATSAT does not echo the stored line byte for byte is
+/// `whatsat.reply`'s business, not every flooding check's.
+fn same_record(held: &str, want: &str) -> bool {
+    let (h, w): (Vec<&str>, Vec<&str>) = (
+        held.split_whitespace().collect(),
+        want.split_whitespace().collect(),
+    );
+    if h.len() != 6 || w.len() != 6 || h[0] != "AT" || h[1] != w[1] || h[3] != w[3] {
+        return false;
+    }
+    h[5] == w[5]
+        || matches!(
+            (h[5].parse::<f64>(), w[5].parse::<f64>()),
+            (Ok(a), Ok(b)) if (a - b).abs() < 1e-6
+        )
+}
+
+/// Asks one WHATSAT before anything else: every flooding check watches
+/// the herd through WHATSAT, and a herd that ignores the Places URL it
+/// was given (a student's often calls Google with a key in its code)
+/// would make each of those thousands of asks a real, billed Places
+/// request. Unless `--real-places`, such a herd is not polled at all.
+fn probe_places(run: &mut Run) {
+    let log = Transcript::new();
+    let server = run.names()[0].clone();
+    let client = run.client("places-probe");
+    if run.update(&log, &server, &client).is_err() {
+        return;
+    }
+    let answer = Probe::open(
+        &log,
+        &server,
+        run.subject.addr(&server),
+        run.settings.reply + Duration::from_secs(5),
+    )
+    .and_then(|mut probe| {
+        probe.send(format!("WHATSAT {client} 10 5\n"))?;
+        Ok(probe.up_to(b"\n\n"))
+    })
+    .unwrap_or_default();
+    if answer.contains("(places-stub)") || run.settings.real_places {
+        return;
+    }
+    let status = answer
+        .split("\"status\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').nth(1))
+        .unwrap_or("none");
+    let why = format!(
+        "its WHATSAT does not answer with the places of the stand-in it was given (status {status}): \
+         it calls another Places endpoint, and each WHATSAT this check would ask to see where \
+         updates went would be a request there, on its key (--real-places to allow)"
+    );
+    (run.progress)(&format!("not polling with WHATSAT: {why}"));
+    run.polling = Err(why);
 }
 
 /// How long a herd just started may take to link up before the checks
@@ -214,6 +285,11 @@ impl Run<'_> {
         }
     }
 
+    /// Not checked when the herd may not be polled with WHATSAT.
+    fn may_poll(&self) -> Verdict {
+        self.polling.clone().map_err(Miss::NotChecked)
+    }
+
     /// A check made of one verdict.
     fn check(&mut self, name: &'static str, f: impl FnOnce(&mut Self, &Transcript) -> Verdict) {
         self.checks([name], |run, log| [f(run, log)]);
@@ -296,16 +372,34 @@ impl Run<'_> {
         expected: &[(String, String)],
         patience: Duration,
     ) -> Vec<String> {
-        let started = Instant::now();
-        let mut pending: Vec<(&String, &(String, String))> = servers
+        let wants: Vec<(String, String, String)> = servers
             .iter()
-            .flat_map(|s| expected.iter().map(move |e| (s, e)))
+            .flat_map(|s| {
+                expected
+                    .iter()
+                    .map(move |(c, l)| (s.clone(), c.clone(), l.clone()))
+            })
             .collect();
+        self.wait_for(log, &wants, patience)
+    }
+
+    /// Asks each server of `wants` (server, client, record) until it
+    /// holds that record (see [`same_record`]), all within one
+    /// `patience`. Notes when they arrived; returns what is still
+    /// missing, in words.
+    fn wait_for(
+        &self,
+        log: &Transcript,
+        wants: &[(String, String, String)],
+        patience: Duration,
+    ) -> Vec<String> {
+        let started = Instant::now();
+        let mut pending: Vec<&(String, String, String)> = wants.iter().collect();
         let mut last: BTreeMap<(String, String), String> = BTreeMap::new();
         let mut asks = 0usize;
         loop {
             log.muted(|| {
-                pending.retain(|(server, (client, line))| {
+                pending.retain(|(server, client, line)| {
                     asks += 1;
                     let held = self.held(log, server, client);
                     let now = match &held {
@@ -314,26 +408,25 @@ impl Run<'_> {
                         Err(e) => e.clone(),
                     };
                     last.insert((server.to_string(), client.clone()), now);
-                    !matches!(held, Ok(Some(h)) if &h == line)
+                    !matches!(held, Ok(Some(h)) if same_record(&h, line))
                 });
             });
             if pending.is_empty() || started.elapsed() >= patience {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(POLL);
         }
         let waited = started.elapsed().as_millis();
         if pending.is_empty() {
             log.note(format!(
-                "every one of {} server(s) held the {} record(s) after {waited} ms ({asks} WHATSAT asks)",
-                servers.len(),
-                expected.len()
+                "all {} record(s) were where they should be after {waited} ms ({asks} WHATSAT asks)",
+                wants.len()
             ));
             return Vec::new();
         }
         let missing: Vec<String> = pending
             .iter()
-            .map(|(server, (client, _))| {
+            .map(|(server, client, _)| {
                 let had = last
                     .get(&(server.to_string(), client.clone()))
                     .cloned()
@@ -352,27 +445,38 @@ impl Run<'_> {
     /// `? ` and the line for each, then checks that the server still
     /// answers an IAMAT.
     fn refuses(&mut self, log: &Transcript, server: &str, lines: &[&[u8]]) -> Verdict {
+        let mut wrong = Vec::new();
         let mut probe = self.open(log, server)?;
         for line in lines {
             let shown = String::from_utf8_lossy(line).into_owned();
             let reply = probe
                 .send([*line, b"\n"].concat())
                 .and_then(|()| probe.line());
-            let reply = match reply {
-                Ok(reply) => reply,
-                Err(e) => {
-                    let exited = self
-                        .subject
-                        .exits_within(server, Duration::from_millis(500));
-                    return Err(Miss::Failed(if exited {
-                        format!("{server} exited after `{shown}`")
-                    } else {
-                        format!("`{shown}`: {e}")
-                    }));
+            match reply {
+                Ok(reply) => {
+                    let ok = reply == format!("? {shown}")
+                        || reply.trim() == format!("? {}", shown.trim());
+                    if !ok {
+                        wrong.push(format!("`{shown}` got `{reply}`, not `? {shown}`"));
+                    }
                 }
+                Err(e) => {
+                    if self.subject.exits_within(server, Duration::from_secs(2)) {
+                        wrong.push(format!("{server} exited after `{shown}`"));
+                        break;
+                    }
+                    wrong.push(format!("`{shown}`: {e}"));
+                    // Go on with the next line on a new connection.
+                    probe = self.open(log, server)?;
+                }
+            }
+        }
+        if let Some(first) = wrong.first() {
+            let more = match wrong.len() {
+                1 => String::new(),
+                n => format!(" (and {} more of the {} lines)", n - 1, lines.len()),
             };
-            let ok = reply == format!("? {shown}") || reply.trim() == format!("? {}", shown.trim());
-            ensure(ok, || format!("`{shown}` got `{reply}`, not `? {shown}`"))?;
+            return Err(Miss::Failed(format!("{first}{more}")));
         }
         self.still_serving(log, server)
     }
@@ -761,6 +865,7 @@ fn whatsat(run: &mut Run) {
 
 fn flooding(run: &mut Run) {
     run.check("flooding.reaches-all", |run, log| {
+        run.may_poll()?;
         let names = run.names();
         let mut expected = Vec::new();
         for server in &names {
@@ -778,6 +883,7 @@ fn flooding(run: &mut Run) {
         })
     });
     run.check("flooding.before-reply", |run, log| {
+        run.may_poll()?;
         let names = run.names();
         let Some(server) = names
             .iter()
@@ -791,7 +897,7 @@ fn flooding(run: &mut Run) {
         let at = run.update(log, &server, &client)?;
         for next in run.subject.neighbours(&server) {
             let held = run.held(log, &next, &client)?;
-            ensure(held.as_deref() == Some(at.as_str()), || {
+            ensure(held.as_deref().is_some_and(|h| same_record(h, &at)), || {
                 format!(
                     "right after {server}'s reply, neighbour {next} held {}",
                     held.unwrap_or("nothing".into())
@@ -833,6 +939,7 @@ fn far_apart(subject: &Subject) -> (String, String) {
 
 fn newest_wins(run: &mut Run) {
     run.check("newest-wins.older-ignored", |run, log| {
+        run.may_poll()?;
         let names = run.names();
         let (near, far) = far_apart(run.subject);
         let client = run.client("newest");
@@ -869,16 +976,20 @@ fn newest_wins(run: &mut Run) {
         }
         for server in &names {
             let held = run.held(log, server, &client)?;
-            ensure(held.as_deref() == Some(newer.as_str()), || {
-                format!(
-                    "{server} holds `{}` instead of the newer record",
-                    held.unwrap_or_default()
-                )
-            })?;
+            ensure(
+                held.as_deref().is_some_and(|h| same_record(h, &newer)),
+                || {
+                    format!(
+                        "{server} holds `{}` instead of the newer record",
+                        held.unwrap_or_default()
+                    )
+                },
+            )?;
         }
         Ok(())
     });
     run.check("newest-wins.same-time", |run, log| {
+        run.may_poll()?;
         let names = run.names();
         let (a, b) = far_apart(run.subject);
         if a == b {
@@ -917,6 +1028,10 @@ fn faults(run: &mut Run) {
                 let why = || Err(Miss::NotChecked("needs two servers".into()));
                 return [why(), why()];
             }
+            if let Err(why) = &run.polling {
+                let why = || Err(Miss::NotChecked(why.clone()));
+                return [why(), why()];
+            }
             let (mut spread, mut caught) = (Vec::new(), Vec::new());
             for down in &names {
                 let gone = BTreeSet::from([down.clone()]);
@@ -926,27 +1041,21 @@ fn faults(run: &mut Run) {
                         Err(Miss::NotChecked("the kill failed".into())),
                     ];
                 }
-                let deadline = Instant::now() + run.settings.within;
                 let mut sent = Vec::new();
+                let mut wants = Vec::new();
                 for from in names.iter().filter(|n| *n != down) {
                     let client = run.client(&format!("without-{down}"));
                     match run.update(log, from, &client) {
                         Ok(at) => {
-                            let reach: Vec<String> =
-                                run.subject.reachable(from, &gone).into_iter().collect();
-                            let pair = (client, at);
-                            let left = deadline.saturating_duration_since(Instant::now());
-                            spread.extend(run.wait_held(
-                                log,
-                                &reach,
-                                std::slice::from_ref(&pair),
-                                left,
-                            ));
-                            sent.push(pair);
+                            for server in run.subject.reachable(from, &gone) {
+                                wants.push((server, client.clone(), at.clone()));
+                            }
+                            sent.push((client, at));
                         }
                         Err(e) => spread.push(e),
                     }
                 }
+                spread.extend(run.wait_for(log, &wants, run.settings.within));
                 if let Err(e) = restart(run, log, &gone) {
                     caught.push(e);
                 } else {
@@ -976,6 +1085,10 @@ fn faults(run: &mut Run) {
                 let why = || Err(Miss::NotChecked("needs three servers".into()));
                 return [why(), why()];
             }
+            if let Err(why) = &run.polling {
+                let why = || Err(Miss::NotChecked(why.clone()));
+                return [why(), why()];
+            }
             let (mut spread, mut caught) = (Vec::new(), Vec::new());
             'pairs: for (i, x) in names.iter().enumerate() {
                 for y in &names[i + 1..] {
@@ -991,29 +1104,21 @@ fn faults(run: &mut Run) {
                         .filter(|n| !gone.contains(*n))
                         .cloned()
                         .collect();
-                    let deadline = Instant::now() + run.settings.within;
                     let mut sent = Vec::new();
+                    let mut wants = Vec::new();
                     for from in &alive {
                         let client = run.client(&format!("without-{x}-{y}"));
-                        let at = match run.update(log, from, &client) {
-                            Ok(at) => at,
-                            Err(e) => {
-                                spread.push(e);
-                                continue;
+                        match run.update(log, from, &client) {
+                            Ok(at) => {
+                                for server in run.subject.reachable(from, &gone) {
+                                    wants.push((server, client.clone(), at.clone()));
+                                }
+                                sent.push((client, at));
                             }
-                        };
-                        let reach = run.subject.reachable(from, &gone);
-                        let pair = (client.clone(), at.clone());
-                        let reach_list: Vec<String> = reach.iter().cloned().collect();
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        spread.extend(run.wait_held(
-                            log,
-                            &reach_list,
-                            std::slice::from_ref(&pair),
-                            left,
-                        ));
-                        sent.push(pair);
+                            Err(e) => spread.push(e),
+                        }
                     }
+                    spread.extend(run.wait_for(log, &wants, run.settings.within));
                     // Every update has reached the servers it can by now (or
                     // failed to); one that reached a cut-off server went
                     // around the herd's links.
@@ -1022,7 +1127,7 @@ fn faults(run: &mut Run) {
                         let reach = run.subject.reachable(from, &gone);
                         for cut in alive.iter().filter(|n| !reach.contains(*n)) {
                             match run.held(log, cut, client) {
-                                Ok(Some(held)) if &held == at => spread.push(format!(
+                                Ok(Some(held)) if same_record(&held, at) => spread.push(format!(
                                 "{cut} holds {client} from {from} although {x} and {y} cut it off"
                             )),
                                 Ok(_) => {}
@@ -1133,30 +1238,70 @@ fn shorten(missing: &[String]) -> String {
 }
 
 fn life_cycle(run: &mut Run) {
-    run.check("life-cycle.half-close", |run, log| {
-        let server = run.names()[0].clone();
-        for end in ["", "\n"] {
-            let client = run.client("oneshot");
-            let time = client_time(0.0);
-            let mut probe = run.open(log, &server)?;
-            probe.send(format!("IAMAT {client} {LOCATION} {time}{end}"))?;
-            probe.shut_write()?;
-            let got = probe.until_closed()?;
-            let tail = format!(" {client} {LOCATION} {time}");
-            ensure(
-                got.starts_with("AT ")
-                    && got.trim_end().ends_with(&tail)
-                    && got.trim_end().lines().count() == 1,
-                || {
-                    format!(
-                    "a half-closed IAMAT {} got {got:?} before end-of-file, not its one AT line",
-                    if end.is_empty() { "without its newline" } else { "with its newline" }
-                )
-                },
-            )?;
-        }
-        Ok(())
-    });
+    run.checks(
+        ["life-cycle.half-close", "life-cycle.half-close-eof"],
+        |run, log| {
+            let server = run.names()[0].clone();
+            let mut replied = Ok(());
+            let mut ended = Ok(());
+            for end in ["\n", ""] {
+                let how = if end.is_empty() {
+                    "without its newline"
+                } else {
+                    "with its newline"
+                };
+                let client = run.client("oneshot");
+                let time = client_time(0.0);
+                let tail = format!(" {client} {LOCATION} {time}");
+                let result = run.open(log, &server).and_then(|mut probe| {
+                    probe.send(format!("IAMAT {client} {LOCATION} {time}{end}"))?;
+                    probe.shut_write()?;
+                    let reply = probe.line();
+                    let rest = probe.until_closed();
+                    Ok((reply, rest))
+                });
+                let (reply, rest) = match result {
+                    Ok(got) => got,
+                    Err(e) => return [Err(Miss::Failed(e.clone())), Err(Miss::Failed(e))],
+                };
+                // What graders read: the reply after their half-close.
+                // Only the line with its newline is the course's case.
+                let good = reply
+                    .as_ref()
+                    .is_ok_and(|r| r.starts_with("AT ") && r.ends_with(&tail));
+                if !good {
+                    let why = format!(
+                        "a half-closed IAMAT {how} got {}",
+                        match &reply {
+                            Ok(r) => format!("`{r}`, not its AT line"),
+                            Err(e) => e.clone(),
+                        }
+                    );
+                    if end.is_empty() {
+                        ended = ended.and(Err(Miss::Failed(why)));
+                    } else {
+                        replied = replied.and(Err(Miss::Failed(why)));
+                    }
+                    continue;
+                }
+                // Then the connection ends, nothing more said: our contract.
+                match rest {
+                    Ok(more) if more.is_empty() => {}
+                    Ok(more) => {
+                        ended = ended.and(Err(Miss::Failed(format!(
+                            "after the reply to a half-closed IAMAT {how} came {more:?}"
+                        ))))
+                    }
+                    Err(e) => {
+                        ended = ended.and(Err(Miss::Failed(format!(
+                            "a half-closed IAMAT {how} got its reply but no end-of-file: {e}"
+                        ))))
+                    }
+                }
+            }
+            [replied, ended]
+        },
+    );
     run.check("life-cycle.stop", |run, log| {
         let names = run.names();
         let server = names[names.len() - 1].clone();

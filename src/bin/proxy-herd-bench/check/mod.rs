@@ -235,6 +235,9 @@ pub struct Settings {
     pub catch_up: Duration,
     /// Name prefixes to run; empty runs every check.
     pub only: Vec<String>,
+    /// Poll with WHATSAT even when the herd does not use the Places
+    /// stand-in it was given.
+    pub real_places: bool,
 }
 
 impl Settings {
@@ -261,6 +264,7 @@ impl Settings {
             within: secs("--within", args.within)?,
             catch_up: secs("--catch-up-within", args.catch_up_within)?,
             only: args.only.clone(),
+            real_places: args.real_places,
         })
     }
 

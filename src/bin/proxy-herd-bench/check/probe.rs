@@ -144,6 +144,8 @@ pub struct Probe {
     log: Transcript,
     /// Bytes received and not yet returned.
     pending: Vec<u8>,
+    /// What an unfinished reply held when it failed.
+    partial: Vec<u8>,
     timeout: Duration,
 }
 
@@ -164,6 +166,7 @@ impl Probe {
             server: server.to_string(),
             log: log.clone(),
             pending: Vec::new(),
+            partial: Vec::new(),
             timeout,
         })
     }
@@ -201,6 +204,7 @@ impl Probe {
                     if !got.is_empty() {
                         self.log.received(&self.server, &got);
                     }
+                    self.partial = got.clone();
                     return Err(format!(
                         "{} closed the connection{}",
                         self.server,
@@ -216,6 +220,15 @@ impl Probe {
         }
     }
 
+    /// Everything up to `end`, or what came before the time ran out
+    /// or the connection closed.
+    pub fn up_to(&mut self, end: &[u8]) -> String {
+        match self.until(end) {
+            Ok(text) => text,
+            Err(_) => String::from_utf8_lossy(&std::mem::take(&mut self.partial)).into_owned(),
+        }
+    }
+
     /// One reply line, without its `\n`.
     pub fn line(&mut self) -> Result<String, String> {
         self.until(b"\n")
@@ -227,7 +240,9 @@ impl Probe {
         let deadline = Instant::now() + self.timeout;
         while self.read_more(deadline)? > 0 {}
         let got = std::mem::take(&mut self.pending);
-        self.log.received(&self.server, &got);
+        if !got.is_empty() {
+            self.log.received(&self.server, &got);
+        }
         self.log.note(format!("end-of-file from {}", self.server));
         Ok(String::from_utf8_lossy(&got).into_owned())
     }
@@ -271,9 +286,11 @@ impl Probe {
         if !got.is_empty() {
             self.log.received(&self.server, &got);
         }
+        let shown = got.len();
+        self.partial = got;
         format!(
             "no {}reply from {} within {:.1} s",
-            if got.is_empty() { "" } else { "complete " },
+            if shown == 0 { "" } else { "complete " },
             self.server,
             self.timeout.as_secs_f64()
         )

@@ -268,7 +268,8 @@ fn compare(herd: &Measurement, base: &Measurement, against: &str) -> Comparison 
     }
 }
 
-/// `all`: every mode with the settings the README's Performance table uses, against the baseline.
+/// `all`: every mode with the settings the table of
+/// src/bin/proxy-herd-bench/README.md#performance uses, against the baseline.
 pub(super) fn all(ctx: &Ctx, args: &AllArgs, report: &mut Report) -> Result<(), String> {
     if ctx.o.addr.is_some() {
         return Err("all spawns its own herds; it does not take --addr".into());

@@ -22,7 +22,7 @@ fn url_addr(url: &str) -> Option<SocketAddr> {
 /// `whatsat`: through the herd, then straight to the stub.
 pub(crate) fn whatsat(ctx: &Ctx, args: &WhatsatArgs, report: &mut Report) -> Result<(), String> {
     let radius_m = protocol::parse_radius(&args.radius)
-        .ok_or_else(|| format!("--radius {}: not a radius of README, WHATSAT", args.radius))?;
+        .ok_or_else(|| format!("--radius {}: not a radius WHATSAT takes", args.radius))?;
     if !(1..=20).contains(&args.bound) {
         return Err(format!("--bound {} is not between 1 and 20", args.bound));
     }
