@@ -277,30 +277,8 @@ fn destination(raw: &str) -> Option<String> {
 /// spaces, so that nothing in code is taken for a link or a heading. Line
 /// breaks are kept, so positions still give line numbers.
 fn mask_code(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut fence: Option<(char, usize)> = None;
-    let mut prose = String::new();
-    for line in text.split_inclusive('\n') {
-        let trimmed = line.trim_start();
-        let marker = trimmed.chars().next().filter(|c| *c == '`' || *c == '~');
-        let run = marker.map_or(0, |m| trimmed.chars().take_while(|c| *c == m).count());
-        match (fence, marker) {
-            (None, Some(m)) if run >= 3 => {
-                out.push_str(&mask_spans(&prose));
-                prose.clear();
-                fence = Some((m, run));
-                out.push_str(&blank(line));
-            }
-            (Some((m, n)), Some(c)) if c == m && run >= n && trimmed[run..].trim().is_empty() => {
-                fence = None;
-                out.push_str(&blank(line));
-            }
-            (Some(_), _) => out.push_str(&blank(line)),
-            (None, _) => prose.push_str(line),
-        }
-    }
-    out.push_str(&mask_spans(&prose));
-    out
+    // A blanked fence leaves empty lines, which no code span crosses.
+    mask_spans(&mask_fences_only(text))
 }
 
 /// Code spans (`` `...` ``, ``` `` ... `` ```) replaced by spaces. A span

@@ -112,7 +112,7 @@ pub const CATALOGUE: &[Spec] = &[
     ),
     ours(
         "newest-wins.same-time",
-        "two updates with the same time settle on the same record everywhere",
+        "of two records with the same time, the byte-wise greater wins everywhere, even arriving second",
     ),
     course(
         "faults.one-down",

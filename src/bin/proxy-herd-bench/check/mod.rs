@@ -7,7 +7,10 @@
 //! every line sent and received, with the server and the time.
 //!
 //! - [`catalogue`]: the checks, their groups and what each proves.
-//! - [`checks`]: how each is done.
+//! - [`run`]: what every check is made of: asking, waiting until servers
+//!   hold what they should, and whether WHATSAT may be asked at all.
+//! - [`checks`]: how each check is done, but the kills;
+//! - [`faults`]: one and two servers killed and started again.
 //! - [`probe`]: connections that write the transcript.
 //! - [`subject`]: the herd under check, its servers stopped and started.
 //!
@@ -17,7 +20,9 @@
 
 mod catalogue;
 mod checks;
+mod faults;
 mod probe;
+mod run;
 mod subject;
 
 use std::fmt::Write as _;
