@@ -17,6 +17,15 @@ use socket2::{Domain, Socket, Type};
 use support::process::{self, herd_file, port_of};
 use support::*;
 
+/// The tests here take turns: the one with 10,000 connections starves
+/// the machine's two cores of everything else for a while, and the
+/// others wait on servers counting connections.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The stranger's address: loopback, but not the client's.
 const STRANGER: [u8; 4] = [127, 0, 0, 2];
 
@@ -55,6 +64,11 @@ fn server(flags: &[&str]) -> (SocketAddr, SocketAddr, process::Proc, TempDir) {
     let mut all = vec!["--metrics-addr", &metrics_flag];
     all.extend_from_slice(flags);
     let proc = process::spawn_with("Riley", &config, &dir, &all);
+    // The start-up probe's connection must be gone, or its close could
+    // cancel out a stranger's connection in the counts `fill` watches.
+    wait_until("the start-up probe to be counted out", || {
+        metric(metrics, "herd_client_connections") == 0.0
+    });
     (addr, metrics, proc, dir)
 }
 
@@ -114,6 +128,7 @@ fn answered_within_2s(addr: SocketAddr, client: &str) {
 /// longest-idle connection, and each such closing is counted.
 #[test]
 fn silent_connections_do_not_keep_a_client_out() {
+    let _turn = turn();
     let (addr, metrics, _proc, _dir) = server(&["--max-connections", "40"]);
     let mut held = Vec::new();
     for round in 0..10 {
@@ -135,6 +150,7 @@ fn silent_connections_do_not_keep_a_client_out() {
 /// counted as a line timeout.
 #[test]
 fn trickled_lines_do_not_keep_a_client_out_or_a_slot_for_ever() {
+    let _turn = turn();
     let (addr, metrics, _proc, _dir) = server(&["--max-connections", "30", "--line-timeout", "3"]);
     let mut held = Vec::new();
     for round in 0..5 {
@@ -166,6 +182,7 @@ fn trickled_lines_do_not_keep_a_client_out_or_a_slot_for_ever() {
 /// longer than that.
 #[test]
 fn a_person_typing_is_never_cut_off() {
+    let _turn = turn();
     let (addr, metrics, _proc, _dir) = server(&["--line-timeout", "2"]);
     let mut person = TcpStream::connect(addr).unwrap();
     person.set_nodelay(true).unwrap();
@@ -188,6 +205,7 @@ fn a_person_typing_is_never_cut_off() {
 /// every one is answered: the fairness only acts on a full port.
 #[test]
 fn ten_thousand_connections_from_one_address() {
+    let _turn = turn();
     // Each side needs a descriptor per connection: raise this process's
     // soft limit to its hard one (the server inherits it).
     let hard = rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum;
