@@ -19,6 +19,15 @@ use serde_json::Value;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_proxy-herd-bench");
 
+/// The tests here take turns: each runs a bench that starts a herd of
+/// five and kills its servers, and two at once on two cores would test
+/// the machine's patience more than the herds.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A student's names, not ours: nothing in the check may assume a Riley.
 const NAMES: [&str; 5] = ["Bailey", "Bona", "Campbell", "Clark", "Jaquez"];
 const LINKS: [(&str, &str); 6] = [
@@ -120,6 +129,7 @@ fn with_status<'a>(card: &'a BTreeMap<String, (String, String)>, status: &str) -
 /// every check ran (none "not checked") and kept a transcript.
 #[test]
 fn our_herd_passes_every_check() {
+    let _turn = turn();
     let graded = check(&["--strict"]);
     let ours = &graded.cards["proxy-herd"];
     assert_eq!(
@@ -143,6 +153,7 @@ fn our_herd_passes_every_check() {
 /// client ports or for names that are not ours.
 #[test]
 fn asyncio_fixture_passes_every_check() {
+    let _turn = turn();
     let graded = check_fixture(&[], &[]);
     let theirs = &graded.cards["other"];
     let not_passed: Vec<_> = theirs.iter().filter(|(_, (s, _))| s != "passed").collect();
@@ -156,6 +167,7 @@ fn asyncio_fixture_passes_every_check() {
 /// makes the exit status 1; one of our contract's only does not.
 #[test]
 fn each_defect_fails_its_own_check() {
+    let _turn = turn();
     let cases: [(&str, &[&str], &[&str], i32); 12] = [
         (
             "no-flood",
@@ -237,6 +249,7 @@ fn each_defect_fails_its_own_check() {
 /// started again so that the checks after it still grade the herd.
 #[test]
 fn a_crash_is_named_and_the_server_restarted() {
+    let _turn = turn();
     let graded = check_fixture(&["crash-on-bad-location"], &["bad-input", "replies"]);
     let card = &graded.cards["other"];
     let (status, reason) = &card["bad-input.location"];
@@ -250,6 +263,7 @@ fn a_crash_is_named_and_the_server_restarted() {
 /// why, and the rest still run and pass.
 #[test]
 fn a_herd_that_ignores_the_places_url_is_not_checked_on_places() {
+    let _turn = turn();
     let graded = check_fixture(&["ignore-places-url"], &["whatsat", "replies"]);
     let card = &graded.cards["other"];
     for name in ["whatsat.bound", "whatsat.radius", "whatsat.layout"] {
@@ -265,6 +279,7 @@ fn a_herd_that_ignores_the_places_url_is_not_checked_on_places() {
 /// A herd that cannot start gives exit status 2 and says why.
 #[test]
 fn a_herd_that_cannot_start_is_exit_status_2() {
+    let _turn = turn();
     let dir = support::temp_dir("check-nostart");
     let config = support::process::herd_file(&dir, &NAMES, &LINKS);
     let out = Command::new(BENCH)

@@ -360,18 +360,35 @@ pub fn start_herd(bin_dir: &Path, plan: HerdPlan<'_>, keep: bool) -> Result<Spaw
     })
 }
 
-/// Starts `places-stub` on a free loopback port and returns its Nearby
-/// Search URL.
+/// Starts `places-stub` on a port the kernel gives it and returns its
+/// Nearby Search URL, read from the line it prints. Nothing names the
+/// stub's port beforehand, so unlike a herd's ports it can bind port 0:
+/// no other process's [`free_port`] (below the kernel's range) can pick
+/// the same port while it starts.
 pub fn start_stub(bin_dir: &Path, procs: &mut Procs) -> Result<String, String> {
     let stub_bin = binary(bin_dir, "places-stub")?;
-    let port = free_port()?;
     let mut command = Command::new(stub_bin);
-    command.args(["--host", "127.0.0.1", "--port", &port.to_string()]);
+    command.args(["--host", "127.0.0.1", "--port", "0"]);
     procs.spawn("places-stub", command)?;
-    wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), procs)?;
-    Ok(format!(
-        "http://127.0.0.1:{port}/maps/api/place/nearbysearch/json"
-    ))
+    let out = procs.dir.join("places-stub.out");
+    let deadline = Instant::now() + READY_PATIENCE;
+    loop {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        if let Some(url) = text
+            .split("serving MADE-UP places on ")
+            .nth(1)
+            .and_then(|rest| rest.lines().next())
+        {
+            return Ok(url.trim().to_string());
+        }
+        procs.check_alive()?;
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "places-stub did not say where it listens within {READY_PATIENCE:?}"
+            ));
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Writes `dir/herd.json`: the servers on free loopback client and peer
