@@ -204,7 +204,7 @@ fn iamat_with_neighbours_down() {
     let report = bench(&["iamat", "--servers", "5", "--alone", "-c", "2"]);
     assert_eq!(report.measurements.len(), 1);
     assert_sane(&report.measurements[0]);
-    assert_eq!(report.measurements[0]["target"], "herd Juzang (1 of 5 up)");
+    assert_eq!(report.measurements[0]["target"], "herd Juzang (1/5 up)");
 }
 
 /// `conns` opens and holds connections, answers one IAMAT on each, and

@@ -12,6 +12,7 @@
 //! - [`ctx`]: what every mode needs (options, binaries, a run id).
 //! - [`modes`]: one file per mode: what it starts, runs and compares.
 //! - [`report`]: the measurements, the terminal table and the verdict.
+//! - [`summary`]: the headline: each step's herds side by side, in words.
 //! - [`page`]: `--report DIR`, the run as a web page of SVG plots and
 //!   as `results.json`.
 //! - [`client`]: the protocol from a client's side, and reply checks.
@@ -49,6 +50,7 @@ mod page;
 mod report;
 mod spawn;
 mod stats;
+mod summary;
 mod sustain;
 
 use std::process::ExitCode;

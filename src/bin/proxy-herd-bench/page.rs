@@ -26,6 +26,7 @@ use serde_json::Value;
 
 use crate::check::{Scorecard, Status, CATALOGUE};
 use crate::report::{latency_ms, show, Comparison, Measurement, Report};
+use crate::summary;
 
 /// The page's verdict: the check's when nothing was measured.
 fn verdict(report: &Report) -> String {
@@ -336,6 +337,10 @@ fn html(report: &Report, meta: &Meta) -> Result<String, String> {
         "<p class=\"verdict {clean}\">{}</p>",
         escape(&verdict(report))
     );
+    out.push_str(&summary::html(&summary::steps(report)));
+    for caveat in &report.caveats {
+        let _ = writeln!(out, "<p class=\"skipped\">Note: {}</p>", escape(caveat));
+    }
     out.push_str(&scorecard_table(&report.scorecards));
     let warnings = report.disagreements();
     if !warnings.is_empty() {
@@ -382,8 +387,19 @@ fn html(report: &Report, meta: &Meta) -> Result<String, String> {
             plot.svg
         );
     }
-    out.push_str(&comparisons_table(&report.comparisons));
-    out.push_str(&measurements_table(&report.measurements));
+    if !report.measurements.is_empty() {
+        // Every round's rows, for whoever wants them, folded away: the
+        // summary above is what most readers need.
+        out.push_str(
+            "<details><summary>Every ratio and every measurement, round by round</summary>\n",
+        );
+        out.push_str(&comparisons_table(&report.comparisons));
+        out.push_str(&measurements_table(&report.measurements));
+        out.push_str(
+            "<p class=\"meta\">per s: requests per second; for conns, connections opened per \
+             second; for flood and sustain, updates that crossed the herd per second.</p>\n</details>\n",
+        );
+    }
     out.push_str("</body></html>\n");
     Ok(out)
 }
@@ -398,7 +414,9 @@ collapse;font-size:85%;margin:1em 0}td,th{border-bottom:1px solid #ddd;padding:2
 text-align:right}td:first-child,td:nth-child(2),td:nth-child(3),th{text-align:left}\
 table.card td{text-align:left;vertical-align:top}.card .pass{background:#e3f4e3}.card .fail{\
 background:#fbe0e0}.card .skip{background:#eee}.card pre{max-height:24em;max-width:60em;\
-overflow:auto;font-size:85%;background:#fafafa}tr.group th{background:#f0f0f0}";
+overflow:auto;font-size:85%;background:#fafafa}tr.group th{background:#f0f0f0}\
+table{display:block;max-width:100%;overflow-x:auto}td{overflow-wrap:anywhere}\
+table.summary td{text-align:left;vertical-align:top}";
 
 const READING: &str = "Each herd has its own colour; the baseline (a bare \
 thread-per-connection server that only answers IAMAT) and direct calls to the \

@@ -1,7 +1,7 @@
 //! What a run measured, and how it is said: the [`Report`] of
 //! measurements and comparisons, its terminal table and its verdict.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::check::{self, Scorecard};
 use crate::stats::Latency;
+use crate::summary;
 
 /// One measured run.
 #[derive(Debug, Clone, Serialize)]
@@ -63,6 +64,10 @@ pub struct Report {
     /// What was asked for but not measured, and why (a mode the other
     /// herd of `--herd-cmd` cannot take part in).
     pub skipped: Vec<String>,
+    /// Where what was compared differs (a herd of one against a server
+    /// with its neighbours down), said beside the figures.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub caveats: Vec<String>,
     /// `check`'s scorecards: ours, and the other herd's.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub scorecards: Vec<Scorecard>,
@@ -75,6 +80,13 @@ impl Report {
     /// Whether nothing was measured (`baseline --serve-for`).
     pub fn is_empty(&self) -> bool {
         self.measurements.is_empty() && self.scorecards.is_empty()
+    }
+
+    /// Notes a caveat, once.
+    pub fn caveat(&mut self, text: String) {
+        if !self.caveats.contains(&text) {
+            self.caveats.push(text);
+        }
     }
 
     /// Whether every herd checked passed its checks (see
@@ -180,6 +192,17 @@ impl Report {
         for skipped in &self.skipped {
             let _ = writeln!(out, "not measured: {skipped}");
         }
+        for caveat in &self.caveats {
+            out.push_str(&words_wrapped(&format!("note: {caveat}"), ""));
+        }
+        let steps = summary::steps(self);
+        if steps
+            .iter()
+            .any(|s| s.theirs.is_some() || s.baseline.is_some())
+        {
+            let _ = writeln!(out);
+            out.push_str(&summary::text(&steps));
+        }
         for warning in self.disagreements() {
             let _ = writeln!(out, "{warning}");
         }
@@ -191,11 +214,16 @@ impl Report {
     /// setting whose rates differ by more than a third.
     pub fn disagreements(&self) -> Vec<String> {
         let mut rounds: BTreeMap<(&str, &str, &str), Vec<f64>> = BTreeMap::new();
+        let mut round_numbers: BTreeMap<(&str, &str, &str), BTreeSet<u32>> = BTreeMap::new();
         for m in &self.measurements {
             rounds
                 .entry((&m.mode, &m.target, &m.setting))
                 .or_default()
                 .push(m.per_sec);
+            round_numbers
+                .entry((&m.mode, &m.target, &m.setting))
+                .or_default()
+                .insert(m.round);
         }
         rounds
             .into_iter()
@@ -203,11 +231,18 @@ impl Report {
             .filter_map(|((mode, target, setting), rates)| {
                 let low = rates.iter().copied().fold(f64::INFINITY, f64::min);
                 let high = rates.iter().copied().fold(0.0, f64::max);
+                // The baseline runs twice a round in `all` (beside the one-
+                // and the five-server herds): say runs, and rounds apart.
+                let rounds = round_numbers[&(mode, target, setting)].len();
+                let runs = if rates.len() == rounds {
+                    format!("{rounds} rounds")
+                } else {
+                    format!("{} runs over {rounds} rounds", rates.len())
+                };
                 (low > 0.0 && high / low > 4.0 / 3.0).then(|| {
                     format!(
-                        "warning: {} rounds of {mode} {target} {setting} range from {low:.0}/s \
-                         to {high:.0}/s: the machine is noisy, compare ratios within one round",
-                        rates.len()
+                        "warning: {runs} of {mode} {target} {setting} range from {low:.0}/s \
+                         to {high:.0}/s: the machine is noisy, compare ratios within one round"
                     )
                 })
             })
@@ -268,6 +303,13 @@ impl Report {
              failed{failed} (exit status 2; the notes above say where)"
         )
     }
+}
+
+/// A sentence on lines that start with `indent` and stay within
+/// [`WIDTH`], broken between words.
+pub(crate) fn words_wrapped(text: &str, indent: &str) -> String {
+    let words: Vec<String> = text.split(' ').map(String::from).collect();
+    wrapped(&words, indent, " ")
 }
 
 /// The widest line the table prints.

@@ -28,6 +28,10 @@ pub use proxy_herd::herd::{DEFAULT_LINKS as FIVE_LINKS, DEFAULT_NAMES as FIVE};
 /// How long anything started may take to be ready.
 pub const READY_PATIENCE: Duration = Duration::from_secs(15);
 
+/// What `{places_url}` becomes where the bench starts no Places
+/// stand-in: loopback's discard port, which nothing serves here.
+const NO_PLACES_URL: &str = "http://127.0.0.1:9/maps/api/place/nearbysearch/json";
+
 /// The API key spawned herds and direct stub calls use (the stub accepts
 /// any non-empty key).
 pub const STUB_KEY: &str = "bench-key";
@@ -476,7 +480,9 @@ pub fn template_command(
         .replace("{name}", name)
         .replace("{port}", &port.to_string())
         .replace("{config}", &config.to_string_lossy())
-        .replace("{places_url}", places_url.unwrap_or(""));
+        // The speed modes never send it a WHATSAT; a template written for
+        // check still needs a URL there, so it gets one nothing answers.
+        .replace("{places_url}", places_url.unwrap_or(NO_PLACES_URL));
     let mut command = Command::new("sh");
     command.arg("-c").arg(format!("exec {command_line}"));
     if let Some(url) = places_url {

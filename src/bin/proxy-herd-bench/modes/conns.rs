@@ -74,6 +74,9 @@ pub(crate) fn conns(ctx: &Ctx, args: &ConnsArgs, report: &mut Report) -> Result<
     drop(target);
     let mut measured = vec![m];
     if let Some(other) = ctx.other_target()? {
+        if let Some(caveat) = other.caveat.clone() {
+            report.caveat(caveat);
+        }
         ctx.progress(format_args!(
             "  conns {}: opening {}",
             other.label, args.count

@@ -13,6 +13,9 @@ pub(crate) fn iamat(ctx: &Ctx, oneshot: bool, report: &mut Report) -> Result<(),
     let mode = if oneshot { "oneshot" } else { "iamat" };
     let target = ctx.target(false)?;
     let other = ctx.other_target()?;
+    if let Some(caveat) = other.as_ref().and_then(|o| o.caveat.clone()) {
+        report.caveat(caveat);
+    }
     let work = |addr| {
         if oneshot {
             Work::Oneshot { addr }

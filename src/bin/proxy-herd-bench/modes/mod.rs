@@ -39,6 +39,8 @@ struct Target {
     stub_url: Option<String>,
     /// Keeps a spawned herd running.
     _herd: Option<SpawnedHerd>,
+    /// How it differs from what it is compared with, said on the page.
+    caveat: Option<String>,
 }
 
 impl Ctx {
@@ -52,6 +54,7 @@ impl Ctx {
                 all: Vec::new(),
                 stub_url: None,
                 _herd: None,
+                caveat: None,
             });
         }
         let (names, links): (&[&str], &[(&str, &str)]) = if self.o.servers == 5 {
@@ -97,7 +100,7 @@ impl Ctx {
             Vec::new()
         };
         let label = if self.o.alone && names.len() > 1 {
-            format!("herd {name} (1 of {} up)", names.len())
+            format!("herd {name} (1/{} up)", names.len())
         } else {
             format!("herd {name} ({} srv)", names.len())
         };
@@ -108,25 +111,40 @@ impl Ctx {
             all,
             stub_url: herd.stub_url.clone(),
             _herd: Some(herd),
+            caveat: None,
         })
     }
 
     /// The other herd of `--herd-cmd`, started, with the server to load:
-    /// `--target` if it has one of that name, else Riley if it has one,
-    /// else its first server by name. Like ours, it is that one server
-    /// alone with `--servers 1` (its neighbours down), and every server of
-    /// `--config` with `--servers 5`.
+    /// `--target` if it has one of that name, else, like ours, the server
+    /// with the most neighbours (Riley, then the first by name, among
+    /// equals), so that both herds are loaded where the flood costs the
+    /// most. It is that one server alone with `--servers 1` (its
+    /// neighbours down: ours then runs as a herd of one, which the page
+    /// says), and every server of `--config` with `--servers 5`.
     fn other_target(&self) -> Result<Option<Target>, String> {
         let (Some(template), Some(config)) = (&self.o.herd_cmd, &self.o.config) else {
             return Ok(None);
         };
         let file = Herd::from_file(config).map_err(|e| e.to_string())?;
         let names: Vec<&str> = file.servers().map(|s| s.name.as_str()).collect();
-        let name = [self.o.target.as_deref(), Some("Riley")]
-            .into_iter()
-            .flatten()
-            .find(|n| names.contains(n))
-            .or_else(|| names.iter().min().copied())
+        let most = names
+            .iter()
+            .map(|n| file.neighbours(n).len())
+            .max()
+            .unwrap_or(0);
+        let busiest: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| file.neighbours(n).len() == most)
+            .collect();
+        let name = self
+            .o
+            .target
+            .as_deref()
+            .filter(|t| names.contains(t))
+            .or_else(|| busiest.iter().copied().find(|n| *n == "Riley"))
+            .or_else(|| busiest.iter().min().copied())
             .ok_or("--config names no server")?
             .to_string();
         let alone = self.o.servers == 1 || self.o.alone;
@@ -142,10 +160,18 @@ impl Ctx {
         let herd = spawn::start_command_herd(template, config, only, self.o.keep_logs)?;
         let server = herd.servers[&name].clone();
         let label = if alone && names.len() > 1 {
-            format!("other {name} (1 of {} up)", names.len())
+            format!("other {name} (1/{} up)", names.len())
         } else {
             format!("other {name} ({} srv)", names.len())
         };
+        let neighbours = file.neighbours(&name).len();
+        let caveat = (alone && neighbours > 0 && self.o.servers == 1).then(|| {
+            format!(
+                "not like for like in the one-server steps: ours runs as a herd of one, \
+                 theirs as {name} with its {neighbours} neighbour(s) down, which it may keep \
+                 trying (compare --servers 5 --alone for ours in the same state)"
+            )
+        });
         Ok(Some(Target {
             label,
             addr: server.addr,
@@ -153,6 +179,7 @@ impl Ctx {
             all: Vec::new(),
             stub_url: None,
             _herd: Some(herd),
+            caveat,
         }))
     }
 
