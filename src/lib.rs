@@ -39,6 +39,9 @@
 //! - [`logging`]: each server's `<Name>.log`, through fern.
 //! - [`metrics`]: what a server counts, served in the Prometheus text
 //!   format on a port of its own (`--metrics-addr`).
+//! - [`os`]: what the herd asks of the operating system beyond sockets:
+//!   a thread's priority, the watch on a vanished link's other end, the
+//!   address that reaches a listener on every interface.
 //!
 //! The library is the server. `src/bin/proxy-herd.rs` is its program:
 //! it parses flags, binds, calls [`server::start`] and waits for a
@@ -80,6 +83,7 @@ pub mod herd;
 pub mod journal;
 pub mod logging;
 pub mod metrics;
+pub mod os;
 pub mod places;
 pub mod protocol;
 pub mod server;

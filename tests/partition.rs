@@ -27,7 +27,7 @@
 //!    reach the other side by TCP retransmission after the heal;
 //! 2. a long cut, held until all four link directions across it have
 //!    gone down: the servers' own dead-link detection (TCP keepalive and
-//!    `TCP_USER_TIMEOUT` on every link, `flood::detect_dead_peer`) must
+//!    `TCP_USER_TIMEOUT` on every link, `os::detect_dead_peer`) must
 //!    notice the cut within seconds, with the kernel's defaults otherwise.
 //!    The heal then goes through reconnect (after a backoff of up to 2 s)
 //!    and the resync of src/protocol.md#flooding.

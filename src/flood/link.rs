@@ -27,10 +27,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver};
 
-use super::{detect_dead_peer, LinkState, Outgoing, LINK_BUFFER};
+use super::{LinkState, Outgoing, LINK_BUFFER};
 use crate::auth::{self, HerdSecret};
 use crate::logging::{Episode, ServerLog};
 use crate::metrics::LinkMetrics;
+use crate::os::detect_dead_peer;
 use crate::protocol::{AtRecord, Escaped};
 use crate::store::Store;
 

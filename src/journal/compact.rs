@@ -223,7 +223,7 @@ fn write_below_the_flood(
         let below = thread::Builder::new()
             .name("journal rewrite".into())
             .spawn_scoped(scope, || {
-                crate::flood::yield_to_the_flood(COMPACTOR_NICE);
+                crate::os::yield_to_the_flood(COMPACTOR_NICE);
                 write()
             });
         match below.map(|thread| thread.join()) {

@@ -13,8 +13,8 @@ use std::time::Duration;
 use super::connection::{Ended, LineError, Lines, Port};
 use super::open::Conn;
 use super::Shared;
-use crate::flood;
 use crate::protocol::{AtRecord, Escaped};
+use crate::os;
 
 /// How long a reply may wait for a client to make room for it.
 const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -61,11 +61,11 @@ pub(super) fn serve(shared: &Shared, stream: TcpStream, port: Port) {
             .info(format_args!("{peer} {kind} connection opened"));
         let _ = stream.set_nodelay(true);
         if port == Port::Peer {
-            flood::detect_dead_peer(&stream);
+            os::detect_dead_peer(&stream);
         }
         if port == Port::Client {
             if shared.flood.any_open() {
-                flood::yield_to_the_flood(shared.limits.client_nice);
+                os::yield_to_the_flood(shared.limits.client_nice);
             }
             let _ = stream.set_read_timeout(shared.limits.idle_timeout);
             // A client that never reads would otherwise hold its thread in

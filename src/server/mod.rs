@@ -58,7 +58,7 @@ pub use config::{
 pub use listen::{bind_listener, Listeners, LISTEN_BACKLOG};
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -298,7 +298,7 @@ impl ServerHandle {
         .flatten()
         {
             // Wake the accept thread; it sees `stopping` and returns.
-            let _ = TcpStream::connect_timeout(&reachable(addr), Duration::from_secs(1));
+            let _ = TcpStream::connect_timeout(&crate::os::reachable(addr), Duration::from_secs(1));
         }
         drop(self.shutdown.take());
         for stream in self.shared.open.take_all() {
@@ -317,16 +317,6 @@ impl ServerHandle {
 impl Drop for ServerHandle {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// An address to connect to that reaches a listener bound to `addr`
-/// (a listener on 0.0.0.0 is reached through loopback).
-fn reachable(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => (Ipv4Addr::LOCALHOST, addr.port()).into(),
-        IpAddr::V6(ip) if ip.is_unspecified() => (Ipv6Addr::LOCALHOST, addr.port()).into(),
-        _ => addr,
     }
 }
 
