@@ -72,17 +72,43 @@ fn is_client(hash: u64, client: &str) -> impl Fn(&Slot) -> bool + Copy + '_ {
 /// on it (a table with removed entries may also rehash in place, moving
 /// records without growing), so a removal must come with another way for
 /// the snapshot to see records move.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Store {
     /// Hashes client names; the same keys in every clone.
     hasher: RandomState,
     records: Arc<RwLock<HashTable<Slot>>>,
+    /// The most clients it takes (`--max-clients`); past it a record of
+    /// a new client is refused, from a client, a neighbour or the journal
+    /// alike.
+    capacity: usize,
+}
+
+impl Default for Store {
+    fn default() -> Store {
+        Store::with_capacity(usize::MAX)
+    }
 }
 
 impl Store {
-    /// An empty store.
+    /// An empty store with no bound but memory.
     pub fn new() -> Store {
         Store::default()
+    }
+
+    /// An empty store that holds at most `capacity` clients.
+    pub fn with_capacity(capacity: usize) -> Store {
+        Store {
+            hasher: RandomState::default(),
+            records: Arc::default(),
+            capacity,
+        }
+    }
+
+    /// Offers a record within the store's capacity: kept if newer than
+    /// the stored one for its client (see [`Store::offer`]), refused
+    /// (`Offered::Full`) if its client is new and the store is full.
+    pub fn take(&self, record: AtRecord) -> Offered {
+        self.offer_within(record, self.capacity)
     }
 
     /// Offers a record. It is kept if it is newer than the stored one for
@@ -365,9 +391,23 @@ mod tests {
         }
     }
 
-    /// A full store refuses new clients and keeps updating known ones.
+    /// A full store refuses new clients and keeps updating known ones,
+    /// its own capacity or one given for the offer alike.
     #[test]
     fn full_store_refuses_only_new_clients() {
+        let bounded = Store::with_capacity(1);
+        assert!(matches!(
+            bounded.take(at("AT A +0.1 kiwi +1+2 100")),
+            Offered::New(_)
+        ));
+        assert!(matches!(
+            bounded.take(at("AT A +0.1 apple +1+2 100")),
+            Offered::Full
+        ));
+        assert!(matches!(
+            bounded.take(at("AT A +0.1 kiwi +1+2 200")),
+            Offered::New(_)
+        ));
         let store = Store::new();
         assert!(matches!(
             store.offer_within(at("AT A +0.1 kiwi +1+2 100"), 1),

@@ -289,17 +289,7 @@ fn run(args: Args) -> Result<(), String> {
         max_clients: args.max_clients,
         client_nice: args.client_nice,
     };
-    if limits.max_line == 0
-        || limits.max_connections == 0
-        || limits.max_peer_connections == Some(0)
-        || limits.max_clients == 0
-    {
-        return Err(
-            "--max-line, --max-connections, --max-peer-connections and --max-clients \
-             must be at least 1"
-                .into(),
-        );
-    }
+    limits.validate().map_err(|e| e.to_string())?;
     // The secret file wins over HERD_SECRET; neither means no secret.
     let secret = match (&args.herd_secret_file, std::env::var_os("HERD_SECRET")) {
         (Some(path), _) => Some(HerdSecret::from_file(path)?),

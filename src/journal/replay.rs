@@ -63,7 +63,7 @@ pub(super) fn read_back(
                 PeerCommand::At(record)
                     if record.update.time - now <= rules.max_future.as_nanos() as i128 =>
                 {
-                    !matches!(store.offer_within(record, rules.max_clients), Offered::Full)
+                    !matches!(store.take(record), Offered::Full)
                 }
                 _ => false,
             };
@@ -87,13 +87,12 @@ pub(super) fn read_back(
     Ok(replay)
 }
 
-/// What replay accepts, like a live line.
+/// What replay accepts, like a live line. New clients past the store's
+/// capacity ([`crate::store::Store::with_capacity`]) are refused too.
 #[derive(Debug, Clone)]
 pub struct ReplayRules {
     /// Times further ahead of the clock than this are refused.
     pub max_future: std::time::Duration,
-    /// New clients past this many are refused.
-    pub max_clients: usize,
     /// Longer lines are refused (and never held in memory whole).
     pub max_line: usize,
 }
@@ -103,7 +102,6 @@ impl Default for ReplayRules {
     fn default() -> ReplayRules {
         ReplayRules {
             max_future: std::time::Duration::MAX,
-            max_clients: usize::MAX,
             max_line: crate::protocol::MAX_LINE,
         }
     }

@@ -48,7 +48,7 @@ impl Handler<'_> {
                 // in the journal and in the sockets of the links that are
                 // up (src/protocol.md#flooding). The links are told first, so their
                 // writes overlap the journal's.
-                let journaled = match shared.store.offer_within(record, shared.limits.max_clients) {
+                let journaled = match shared.store.take(record) {
                     Offered::New(stored) => {
                         lines.iamat.inc();
                         shared.metrics.stored_from_client.inc();

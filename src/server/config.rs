@@ -74,6 +74,50 @@ pub struct Limits {
     pub client_nice: i32,
 }
 
+/// A limit that cannot work, named by its flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitsError {
+    /// A count that must be at least 1 is 0.
+    Zero(&'static str),
+    /// `--client-nice` outside 0-19.
+    Nice(i32),
+}
+
+impl std::fmt::Display for LimitsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LimitsError::Zero(flag) => write!(f, "{flag} must be at least 1"),
+            LimitsError::Nice(n) => write!(f, "--client-nice must be between 0 and 19, not {n}"),
+        }
+    }
+}
+
+impl std::error::Error for LimitsError {}
+
+impl Limits {
+    /// Checks that every limit can work: the one place they are checked,
+    /// by the program before it starts anything and by [`super::start`]
+    /// for any other caller.
+    pub fn validate(&self) -> Result<(), LimitsError> {
+        let counts = [
+            (self.max_line, "--max-line"),
+            (self.max_connections, "--max-connections"),
+            (
+                self.max_peer_connections.unwrap_or(1),
+                "--max-peer-connections",
+            ),
+            (self.max_clients, "--max-clients"),
+        ];
+        if let Some((_, flag)) = counts.iter().find(|(n, _)| *n == 0) {
+            return Err(LimitsError::Zero(flag));
+        }
+        if !(0..=19).contains(&self.client_nice) {
+            return Err(LimitsError::Nice(self.client_nice));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
@@ -117,4 +161,38 @@ pub struct ServerConfig {
 /// least eight.
 pub fn default_max_peers(neighbours: usize) -> usize {
     (4 * neighbours).max(8)
+}
+
+#[cfg(test)]
+mod limits_tests {
+    use super::*;
+
+    /// The defaults pass, and each limit that cannot work is named by
+    /// its flag.
+    #[test]
+    fn validate_names_the_flag() {
+        assert_eq!(Limits::default().validate(), Ok(()));
+        let zero = Limits {
+            max_clients: 0,
+            ..Limits::default()
+        };
+        assert_eq!(zero.validate(), Err(LimitsError::Zero("--max-clients")));
+        assert_eq!(
+            zero.validate().unwrap_err().to_string(),
+            "--max-clients must be at least 1"
+        );
+        let peers = Limits {
+            max_peer_connections: Some(0),
+            ..Limits::default()
+        };
+        assert_eq!(
+            peers.validate(),
+            Err(LimitsError::Zero("--max-peer-connections"))
+        );
+        let nice = Limits {
+            client_nice: 20,
+            ..Limits::default()
+        };
+        assert_eq!(nice.validate(), Err(LimitsError::Nice(20)));
+    }
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use super::connection::{Ended, LineError, Lines, Port};
 use super::open::Conn;
 use super::Shared;
-use crate::protocol::{AtRecord, Escaped};
 use crate::os;
+use crate::protocol::{AtRecord, Escaped};
 
 /// How long a reply may wait for a client to make room for it.
 const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);

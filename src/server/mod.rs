@@ -52,8 +52,9 @@ mod peer;
 mod scrape;
 
 pub use config::{
-    default_max_peers, Limits, ServerConfig, DEFAULT_CLIENT_NICE, DEFAULT_LINE_TIMEOUT,
-    DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FUTURE, DEFAULT_MAX_LINE,
+    default_max_peers, Limits, LimitsError, ServerConfig, DEFAULT_CLIENT_NICE,
+    DEFAULT_LINE_TIMEOUT, DEFAULT_MAX_CLIENTS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FUTURE,
+    DEFAULT_MAX_LINE,
 };
 pub use listen::{bind_listener, Listeners, LISTEN_BACKLOG};
 
@@ -138,7 +139,10 @@ pub fn start(config: ServerConfig, listeners: Listeners) -> io::Result<ServerHan
         Some(l) => Some(l.local_addr()?),
         None => None,
     };
-    let store = Store::new();
+    limits
+        .validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let store = Store::with_capacity(limits.max_clients);
     let metrics = Metrics::new();
     // Read the journal back before anyone is accepted, so the first
     // WHATSAT already sees every acknowledged update.
@@ -146,7 +150,6 @@ pub fn start(config: ServerConfig, listeners: Listeners) -> io::Result<ServerHan
         Some(path) => {
             let rules = ReplayRules {
                 max_future: limits.max_future,
-                max_clients: limits.max_clients,
                 max_line: limits.max_line,
             };
             let (journal, replay) =

@@ -106,7 +106,7 @@ impl Handler<'_> {
             }
             PeerCommand::At(record) => {
                 lines.at.inc();
-                match shared.store.offer_within(record, shared.limits.max_clients) {
+                match shared.store.take(record) {
                     Offered::New(stored) => {
                         metrics.stored_from_peer.inc();
                         self.learnt.push(stored);
