@@ -256,8 +256,14 @@ fn scenario(
     }
 
     // 2. logrotate's way: rename, then SIGHUP.
+    // The server's own rotation (--log-max-bytes) may have just moved
+    // Riley.log aside: until its next line it has no file of that name.
+    // So wait until there is one to rename, as a logrotate run that
+    // found none would try again later.
     let renamed = disk.join("Riley.log.renamed");
-    std::fs::rename(&log, &renamed).map_err(|e| e.to_string())?;
+    gate("Riley.log to exist and be renamed", || {
+        std::fs::rename(&log, &renamed).is_ok()
+    })?;
     signal(server, "-HUP");
     gate("the log to be reopened after SIGHUP", || {
         std::fs::read_to_string(&log).is_ok_and(|t| t.contains("log reopened after SIGHUP"))
