@@ -153,27 +153,58 @@ impl fmt::Debug for HerdSecret {
     }
 }
 
+/// Why a herd secret cannot be had.
+#[derive(Debug)]
+pub enum SecretError {
+    /// The secret is empty: every link would prove it.
+    Empty,
+    /// The secret file cannot be read.
+    Unreadable(std::path::PathBuf, std::io::Error),
+    /// The secret file holds an empty secret.
+    EmptyFile(std::path::PathBuf),
+}
+
+impl fmt::Display for SecretError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretError::Empty => f.write_str("the herd secret is empty"),
+            SecretError::Unreadable(path, e) => {
+                write!(f, "cannot read herd secret file {}: {e}", path.display())
+            }
+            SecretError::EmptyFile(path) => {
+                write!(
+                    f,
+                    "herd secret file {}: the herd secret is empty",
+                    path.display()
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for SecretError {}
+
 impl HerdSecret {
     /// A secret from its bytes; an empty one is refused.
-    pub fn new(bytes: &[u8]) -> Result<HerdSecret, String> {
+    pub fn new(bytes: &[u8]) -> Result<HerdSecret, SecretError> {
         if bytes.is_empty() {
-            return Err("the herd secret is empty".into());
+            return Err(SecretError::Empty);
         }
         Ok(HerdSecret(Arc::new(bytes.to_vec())))
     }
 
     /// Reads a secret file; one trailing newline (as editors add) is not
     /// part of the secret.
-    pub fn from_file(path: &Path) -> Result<HerdSecret, String> {
-        let mut bytes = std::fs::read(path)
-            .map_err(|e| format!("cannot read herd secret file {}: {e}", path.display()))?;
+    pub fn from_file(path: &Path) -> Result<HerdSecret, SecretError> {
+        let mut bytes =
+            std::fs::read(path).map_err(|e| SecretError::Unreadable(path.to_path_buf(), e))?;
         if bytes.ends_with(b"\n") {
             bytes.pop();
             if bytes.ends_with(b"\r") {
                 bytes.pop();
             }
         }
-        HerdSecret::new(&bytes).map_err(|e| format!("herd secret file {}: {e}", path.display()))
+        HerdSecret::new(&bytes).map_err(|_| SecretError::EmptyFile(path.to_path_buf()))
     }
 
     fn mac(&self, challenge: &str, name: &str) -> Hmac<Sha256> {
@@ -303,6 +334,9 @@ mod tests {
         ));
         assert!(!format!("{secret:?}").contains("abc"));
         std::fs::write(&path, "\n").unwrap();
-        assert!(HerdSecret::from_file(&path).unwrap_err().contains("empty"));
+        assert!(HerdSecret::from_file(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
     }
 }

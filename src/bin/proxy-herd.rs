@@ -292,7 +292,7 @@ fn run(args: Args) -> Result<(), String> {
     limits.validate().map_err(|e| e.to_string())?;
     // The secret file wins over HERD_SECRET; neither means no secret.
     let secret = match (&args.herd_secret_file, std::env::var_os("HERD_SECRET")) {
-        (Some(path), _) => Some(HerdSecret::from_file(path)?),
+        (Some(path), _) => Some(HerdSecret::from_file(path).map_err(|e| e.to_string())?),
         (None, Some(value)) => Some(
             HerdSecret::new(value.as_encoded_bytes()).map_err(|e| format!("HERD_SECRET: {e}"))?,
         ),

@@ -12,6 +12,8 @@
 mod answers;
 #[path = "../../src/bin/places-stub/http.rs"]
 mod http;
+#[path = "../../src/bin/places-stub/made_up.rs"]
+mod made_up;
 #[path = "../../src/bin/places-stub/server.rs"]
 mod server;
 

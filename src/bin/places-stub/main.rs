@@ -1,6 +1,7 @@
 //! places-stub: a local stand-in for Google's Nearby Search, legacy and
 //! New, serving MADE-UP places. A program of its own, not part of the
-//! server library: `answers.rs` makes the answers, `server.rs` serves
+//! server library: `made_up.rs` invents the places, `answers.rs` puts
+//! them in Google's shapes, `server.rs` serves
 //! them over HTTP, and this file is the command line.
 //!
 //! Tests and the offline demo (`run_herd.sh`) need a Places endpoint that
@@ -54,6 +55,7 @@
 
 mod answers;
 mod http;
+mod made_up;
 mod server;
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! The stand-in's own tests: its answers, and its HTTP side.
 
 use crate::answers::*;
+use crate::made_up::{plus_code, seven_decimals};
 use crate::server::*;
 use proxy_herd::places::layout::styled;
 use serde_json::Value;

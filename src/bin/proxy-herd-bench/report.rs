@@ -149,7 +149,7 @@ impl Report {
     pub fn table(&self) -> String {
         let mut out = String::new();
         if !self.scorecards.is_empty() {
-            out.push_str(&check::table(&self.scorecards));
+            out.push_str(&check::card::text(&self.scorecards));
             let _ = writeln!(out);
             for card in &self.scorecards[..self.scorecards.len() - 1] {
                 let _ = writeln!(out, "{}", card.summary());

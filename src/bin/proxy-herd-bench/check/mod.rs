@@ -6,6 +6,7 @@
 //! one-line reason, or not checked with the reason. Its transcript holds
 //! every line sent and received, with the server and the time.
 //!
+//! - [`card`]: the scorecard, as the terminal's table and the page's.
 //! - [`catalogue`]: the checks, their groups and what each proves.
 //! - [`run`]: what every check is made of: asking, waiting until servers
 //!   hold what they should, and whether WHATSAT may be asked at all.
@@ -18,6 +19,7 @@
 //! reply at each server is the AT record it holds. The herd's own links
 //! decide the path.
 
+pub mod card;
 mod catalogue;
 mod checks;
 mod faults;
@@ -132,46 +134,6 @@ impl Scorecard {
             part(false)
         )
     }
-}
-
-/// The scorecards as a table at most 100 columns wide: a row per check,
-/// a column per herd, each failure's reason under its row.
-pub fn table(cards: &[Scorecard]) -> String {
-    let mut out = String::new();
-    let mut head = format!("{:<30} {:<6}", "check", "needs");
-    for card in cards {
-        let _ = write!(head, " {:<14}", card.herd);
-    }
-    let _ = writeln!(out, "{}", head.trim_end());
-    for (i, spec) in CATALOGUE.iter().enumerate() {
-        let mut row = format!(
-            "{:<30} {:<6}",
-            spec.name,
-            if spec.course { "course" } else { "ours" }
-        );
-        let mut reasons = Vec::new();
-        for card in cards {
-            let Some(o) = card.outcomes.get(i) else {
-                continue;
-            };
-            let cell = match o.status {
-                Status::Passed => "pass",
-                Status::Failed => "FAIL",
-                Status::NotChecked => "not checked",
-            };
-            let _ = write!(row, " {cell:<14}");
-            if let Some(reason) = &o.reason {
-                reasons.push(format!("{}: {reason}", card.herd));
-            }
-        }
-        let _ = writeln!(out, "{}", row.trim_end());
-        for reason in reasons {
-            let cut: String = reason.chars().take(94).collect();
-            let more = if cut.len() < reason.len() { "..." } else { "" };
-            let _ = writeln!(out, "    {cut}{more}");
-        }
-    }
-    out
 }
 
 /// Checks our herd, and with `--herd-cmd` the other herd beside it, and
