@@ -197,6 +197,34 @@ fn sustain_counts_what_crosses_the_herd() {
     );
 }
 
+/// `sustain --vs-ceiling` runs the same load on the bare relay herd right
+/// after ours: every update crosses it too, ours is recorded first and
+/// then the relay herd, and ours is held against it.
+#[test]
+fn sustain_against_the_ceiling() {
+    let report = bench(&["sustain", "-c", "4", "--clients", "0", "--vs-ceiling"]);
+    assert_eq!(
+        targets(&report),
+        ["herd Riley->Campbell", "relay Riley->Campbell"]
+    );
+    for m in &report.measurements {
+        assert_sane(m);
+        assert_eq!(m["extra"]["lost"], 0, "{m}");
+    }
+    let against: Vec<&str> = report
+        .comparisons
+        .iter()
+        .map(|c| c["against"].as_str().unwrap())
+        .collect();
+    assert_eq!(against, ["relay Riley->Campbell"]);
+    assert!(
+        report.comparisons[0]["figures"]["propagated"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+}
+
 /// `iamat --servers 5 --alone` starts only the target of the five-server
 /// herd, its neighbours down, and serves every request.
 #[test]

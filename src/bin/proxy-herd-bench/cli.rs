@@ -40,7 +40,11 @@ Modes:
             herd per second, the drain after the load included), the lag
             (p50/p99/max), the drain time, and the peak memory (VmHWM) of every
             server. --clients 0 makes every update a new client; N cycles
-            through N clients. --vs-baseline adds the baseline's iamat rate.
+            through N clients. --vs-baseline adds the baseline's iamat rate;
+            --vs-ceiling runs the same load on a bare relay herd of the same
+            shape (a thread per connection, one lock, a sender per neighbour,
+            only the flood: `relay`) and reports ours over its propagated rate.
+  relay     One server of that relay herd (the bench starts them itself).
   conns     Opens N connections (-n) and holds them, then one IAMAT on each:
             time to open all, time to answer all, and the server's memory per
             connection (VmRSS from /proc/PID/status; --pid, or the spawned herd).
@@ -51,8 +55,8 @@ Modes:
   all       Every mode against a spawned herd and the baseline, with the
             settings of the Performance table in the bench's README (c=16,64;
             five servers; oneshot c=16; whatsat c=16; flood at --rate; sustain
-            c=64 with --clients 0,100000; conns -n): one command for the whole
-            table.
+            c=64 with --clients 0,100000 against the relay herd; conns -n): one
+            command for the whole table. --check grades the herds first.
 
 Targets:
   Without --addr the bench starts its own herd (--spawn-herd, the default):
@@ -274,6 +278,9 @@ pub enum Mode {
     /// Grade a herd from outside: replies, bad input, WHATSAT, flooding,
     /// newest-wins, kills and restarts, each with a transcript.
     Check(CheckArgs),
+    /// One server of the bare relay herd, the ceiling `sustain
+    /// --vs-ceiling` holds ours against (the bench starts these itself).
+    Relay(RelayArgs),
 }
 
 /// Options of `whatsat`.
@@ -333,6 +340,12 @@ pub struct SustainArgs {
     /// Seconds to wait after the load for every update to arrive.
     #[arg(long, default_value_t = 60.0, value_name = "SECS")]
     pub patience: f64,
+    /// Also run the same load on a bare relay herd of the same shape (a
+    /// thread per connection, one lock, a sender per neighbour, nothing
+    /// but the flood) and report ours over it: the ceiling of this design
+    /// on this machine.
+    #[arg(long)]
+    pub vs_ceiling: bool,
 }
 
 /// Options of `conns`.
@@ -358,6 +371,20 @@ pub struct BaselineArgs {
     /// Relay: also write every AT line made or received to this address.
     #[arg(long, value_name = "HOST:PORT")]
     pub forward: Option<SocketAddr>,
+}
+
+/// Options of `relay`.
+#[derive(Args, Debug, Clone)]
+pub struct RelayArgs {
+    /// The server to run, a name of the herd file.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// The herd file: its ports and links.
+    #[arg(long, value_name = "HERD.json")]
+    pub herd: PathBuf,
+    /// Serve for this many seconds (at most 86400), then exit.
+    #[arg(long, value_name = "SECS", default_value_t = 600.0)]
+    pub serve_for: f64,
 }
 
 /// Options of `check`.

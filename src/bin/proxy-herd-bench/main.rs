@@ -27,6 +27,8 @@
 //! - [`conns`]: thousands of held connections, and the server's memory.
 //! - [`baseline`]: the bare thread-per-connection server every mode can
 //!   be compared with (`--vs-baseline`).
+//! - [`relay`]: a server of the bare relay herd, the ceiling `sustain
+//!   --vs-ceiling` holds our herd against.
 //! - [`spawn`]: herds, `places-stub` and baselines started as separate
 //!   processes on free loopback ports, so one command measures everything.
 //! - [`stats`]: the percentiles of latencies.
@@ -47,6 +49,7 @@ mod load;
 mod member;
 mod modes;
 mod page;
+mod relay;
 mod report;
 mod spawn;
 mod stats;
@@ -81,6 +84,20 @@ pub fn run(cli: &Cli) -> Result<Report, String> {
         baseline::serve_for(*listen, *forward, Duration::from_secs_f64(*secs))?;
         return Ok(Report::default());
     }
+    if let Mode::Relay(args) = &cli.mode {
+        if !(args.serve_for.is_finite() && args.serve_for > 0.0 && args.serve_for <= 86_400.0) {
+            return Err(format!(
+                "--serve-for must be between 0 and 86400, not {}",
+                args.serve_for
+            ));
+        }
+        relay::serve_for(
+            &args.name,
+            &args.herd,
+            Duration::from_secs_f64(args.serve_for),
+        )?;
+        return Ok(Report::default());
+    }
     let ctx = Ctx::new(&cli.opts)?;
     let mut report = Report::default();
     if let Mode::Check(args) = &cli.mode {
@@ -110,7 +127,7 @@ pub fn run(cli: &Cli) -> Result<Report, String> {
             Mode::Conns(args) => modes::conns(&ctx, args, &mut report)?,
             Mode::Baseline(_) => modes::baseline(&ctx, &mut report)?,
             Mode::All(args) => modes::all(&ctx, args, &mut report)?,
-            Mode::Check(_) => unreachable!("check is run above"),
+            Mode::Check(_) | Mode::Relay(_) => unreachable!("run above"),
         }
         for m in &mut report.measurements[first..] {
             m.round = round;

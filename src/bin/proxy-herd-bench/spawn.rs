@@ -364,6 +364,42 @@ pub fn start_herd(bin_dir: &Path, plan: HerdPlan<'_>, keep: bool) -> Result<Spaw
     })
 }
 
+/// Starts the bare relay herd of the five (the ceiling, see `relay`),
+/// with the bench's member linked to `member.link_to`: each server this
+/// binary's `relay` mode, serving for `serve_for`.
+pub fn start_relay_herd(
+    bin_dir: &Path,
+    member: Member,
+    serve_for: Duration,
+    keep: bool,
+) -> Result<SpawnedHerd, String> {
+    let bench_bin = binary(bin_dir, "proxy-herd-bench")?;
+    let mut procs = Procs::new("relay", keep)?;
+    let (file, herd) = write_herd_file(&procs.dir, &FIVE, &FIVE_LINKS, Some(&member))?;
+    let mut running = BTreeMap::new();
+    for name in FIVE {
+        let mut command = Command::new(&bench_bin);
+        command
+            .args(["--quiet", "relay", name, "--herd"])
+            .arg(&file)
+            .arg("--serve-for")
+            .arg(format!("{}", serve_for.as_secs_f64().ceil()));
+        let pid = procs.spawn(&format!("relay-{name}"), command)?;
+        let spec = herd.server(name).map_err(|e| e.to_string())?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], spec.port));
+        running.insert(name.to_string(), Server { addr, pid });
+    }
+    for server in running.values() {
+        wait_listening(server.addr, &mut procs)?;
+    }
+    Ok(SpawnedHerd {
+        _procs: procs,
+        herd,
+        servers: running,
+        stub_url: None,
+    })
+}
+
 /// Starts `places-stub` on a port the kernel gives it and returns its
 /// Nearby Search URL, read from the line it prints. Nothing names the
 /// stub's port beforehand, so unlike a herd's ports it can bind port 0:

@@ -336,6 +336,7 @@ pub(super) fn all(ctx: &Ctx, args: &AllArgs, report: &mut Report) -> Result<(), 
         far: "Campbell".into(),
         clients: vec![0, 100_000],
         patience: 60.0,
+        vs_ceiling: true,
     };
     sustain(&step(5, vec![64]), &sustained, report)?;
     conns(

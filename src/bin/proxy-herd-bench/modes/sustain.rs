@@ -116,10 +116,88 @@ pub(crate) fn sustain(ctx: &Ctx, args: &SustainArgs, report: &mut Report) -> Res
                     figures,
                 });
             }
+            let relay = if args.vs_ceiling {
+                Some(ceiling(ctx, args, c, population, &setting, &mut m, report)?)
+            } else {
+                None
+            };
+            // Ours first, then the ceiling it was held against: the
+            // summary reads a step as ours and what follows it.
             ctx.record(report, m);
+            if let Some(relay) = relay {
+                ctx.record(report, relay);
+            }
         }
     }
     Ok(())
+}
+
+/// The same load on the bare relay herd (see `relay`), recorded, and
+/// ours held against it: propagated rate over the ceiling's. Its lag is
+/// unbounded (no flow control) and is shown, not compared.
+fn ceiling(
+    ctx: &Ctx,
+    args: &SustainArgs,
+    c: usize,
+    population: usize,
+    setting: &str,
+    ours: &mut Measurement,
+    report: &mut Report,
+) -> Result<Measurement, String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let peer_port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let serve_for = ((ctx.o.warmup + ctx.o.duration) * 4.0 + args.patience + 120.0).min(86_400.0);
+    let relays = spawn::start_relay_herd(
+        &ctx.bin_dir,
+        Member {
+            name: "Bench".into(),
+            peer_port,
+            link_to: args.far.clone(),
+        },
+        Duration::from_secs_f64(serve_for),
+        ctx.o.keep_logs,
+    )?;
+    let prefix = ctx.ids("ceiling");
+    let member = member::Member::start(listener, &prefix).map_err(|e| e.to_string())?;
+    ctx.progress(format_args!(
+        "  sustain on the bare relay herd {}->{}: c={c}, {} s",
+        args.near, args.far, ctx.o.duration
+    ));
+    let plan = crate::sustain::Plan {
+        conns: c,
+        duration: ctx.duration(),
+        population,
+        prefix,
+        timeout: ctx.timeout(),
+        patience: Duration::from_secs_f64(args.patience),
+        progress: !ctx.o.quiet,
+    };
+    let out = crate::sustain::run(relays.servers[&args.near].addr, &member, &plan);
+    let peaks: Vec<(String, u64)> = relays
+        .servers
+        .iter()
+        .map(|(name, s)| (name.clone(), crate::sustain::peak_rss(s.pid).unwrap_or(0)))
+        .collect();
+    drop(member);
+    drop(relays);
+    let relay = sustain_measurement(
+        &format!("relay {}->{}", args.near, args.far),
+        setting,
+        out,
+        &peaks,
+    );
+    let mut figures = Map::new();
+    figures.insert("propagated".into(), ratio(ours.per_sec, relay.per_sec));
+    ours.extra
+        .insert("vs_ceiling".into(), ratio(ours.per_sec, relay.per_sec));
+    report.comparisons.push(Comparison {
+        mode: "sustain".into(),
+        setting: setting.to_string(),
+        herd: ours.target.clone(),
+        against: relay.target.clone(),
+        figures,
+    });
+    Ok(relay)
 }
 
 fn sustain_measurement(
