@@ -423,7 +423,13 @@ impl Run<'_> {
                         break;
                     }
                     wrong.push(format!("`{shown}`: {e}"));
-                    // Go on with the next line on a new connection.
+                    // A herd that says nothing to one bad line says
+                    // nothing to the next: each would cost the whole wait.
+                    if e.starts_with("no reply") {
+                        break;
+                    }
+                    // Otherwise go on with the next line on a new
+                    // connection.
                     probe = self.open(log, server)?;
                 }
             }
