@@ -6,8 +6,17 @@ use std::io::{self, Read};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// How much a connection reads at a time.
+/// How much a connection reads at a time, at most: a neighbour's burst
+/// of AT lines comes in reads this big.
 const READ_CHUNK: usize = 8 * 1024;
+
+/// How much a new connection reads at first. A client's lines are about
+/// a hundred bytes, and a quiet connection keeps its buffer for as long
+/// as it is open: thousands of held connections would each keep 8 KiB
+/// they never use. A read that fills the buffer's free room doubles the
+/// next one, up to [`READ_CHUNK`], so a neighbour's bursts soon read as
+/// before.
+const FIRST_READ: usize = 512;
 
 /// Which listener a connection came from.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -91,6 +100,8 @@ pub(super) struct Lines<R> {
     scanned: usize,
     eof: bool,
     max: usize,
+    /// How much the next read may take (see [`FIRST_READ`]).
+    chunk: usize,
     /// How long a read may wait when no line is under way
     /// (`--idle-timeout`).
     idle: Option<Duration>,
@@ -128,6 +139,7 @@ impl<R: Source> Lines<R> {
             scanned: 0,
             eof: false,
             max,
+            chunk: FIRST_READ,
             idle: None,
             line_limit: None,
             line_began: None,
@@ -218,8 +230,8 @@ impl<R: Source> Lines<R> {
             self.filled -= self.start;
             self.scanned -= self.start;
             self.start = 0;
-            if self.buf.len() - self.filled < READ_CHUNK / 2 {
-                self.buf.resize(self.filled + READ_CHUNK, 0);
+            if self.buf.len() - self.filled < self.chunk / 2 {
+                self.buf.resize(self.filled + self.chunk, 0);
             }
             let wait = self.next_wait();
             if wait != self.waiting {
@@ -229,6 +241,9 @@ impl<R: Source> Lines<R> {
             match self.inner.read(&mut self.buf[self.filled..]) {
                 Ok(0) => self.eof = true,
                 Ok(n) => {
+                    if self.filled + n == self.buf.len() {
+                        self.chunk = (self.chunk * 2).min(READ_CHUNK);
+                    }
                     self.filled += n;
                     if self.line_limit.is_some() {
                         self.last_read = Some(Instant::now());
