@@ -4,7 +4,7 @@
 //! in `client` and `peer`.
 
 use std::io::{self, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread;
@@ -41,13 +41,9 @@ pub(super) struct Handler<'a> {
 
 /// Runs one connection to its end, keeping its socket in the table of
 /// open connections meanwhile.
-pub(super) fn serve(shared: &Shared, stream: TcpStream, port: Port) {
-    let peer = stream
-        .peer_addr()
-        .map_or_else(|_| "?".to_string(), |a| a.to_string());
-    let address = (port == Port::Client)
-        .then(|| stream.peer_addr().ok().map(|a| a.ip()))
-        .flatten();
+pub(super) fn serve(shared: &Shared, stream: TcpStream, from: SocketAddr, port: Port) {
+    let peer = from.to_string();
+    let address = (port == Port::Client).then(|| from.ip());
     let stream = Arc::new(stream);
     let (id, conn) = shared.open.add(Arc::clone(&stream), address);
     let kind = port.kind();
@@ -59,7 +55,7 @@ pub(super) fn serve(shared: &Shared, stream: TcpStream, port: Port) {
         shared
             .log
             .info(format_args!("{peer} {kind} connection opened"));
-        let _ = stream.set_nodelay(true);
+        // TCP_NODELAY comes from the listener (see `bind_listener`).
         if port == Port::Peer {
             os::detect_dead_peer(&stream);
         }
@@ -67,7 +63,9 @@ pub(super) fn serve(shared: &Shared, stream: TcpStream, port: Port) {
             if shared.flood.any_open() {
                 os::yield_to_the_flood(shared.limits.client_nice);
             }
-            let _ = stream.set_read_timeout(shared.limits.idle_timeout);
+            if shared.limits.idle_timeout.is_some() {
+                let _ = stream.set_read_timeout(shared.limits.idle_timeout);
+            }
             // A client that never reads would otherwise hold its thread in
             // a blocked write for ever once its socket buffer is full.
             let _ = stream.set_write_timeout(Some(CLIENT_WRITE_TIMEOUT));

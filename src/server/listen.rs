@@ -2,7 +2,7 @@
 //! and starts a thread per connection, within the connection limits.
 
 use std::io;
-use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -112,12 +112,15 @@ pub(super) fn accept_loop(shared: &Arc<Shared>, listener: TcpListener, port: Por
     let kind = port.kind();
     let failures = Episode::new(Duration::from_secs(1));
     let mut pause = ACCEPT_PAUSE_MIN;
-    for stream in listener.incoming() {
+    loop {
+        let accepted = listener.accept();
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        let stream = match stream {
-            Ok(stream) => stream,
+        // The address accept() gives costs no system call of its own, as
+        // `peer_addr` would, once here and again in the thread.
+        let (stream, from) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like, which lasts until
                 // connections close: wait, longer each time, and say so
@@ -140,7 +143,7 @@ pub(super) fn accept_loop(shared: &Arc<Shared>, listener: TcpListener, port: Por
                 "accepting on the {kind} port again ({n} more failure(s) since the last report)"
             ));
         }
-        let make_room = || port == Port::Client && shared.make_room(&stream);
+        let make_room = || port == Port::Client && shared.make_room(from);
         if !shared
             .admission(port)
             .admit(&stream, port, &shared.log, make_room)
@@ -153,7 +156,7 @@ pub(super) fn accept_loop(shared: &Arc<Shared>, listener: TcpListener, port: Por
         let thread_shared = Arc::clone(shared);
         let spawned = thread::Builder::new()
             .stack_size(CONNECTION_STACK)
-            .spawn(move || handler::serve(&thread_shared, stream, port));
+            .spawn(move || handler::serve(&thread_shared, stream, from, port));
         if let Err(e) = spawned {
             shared.admission(port).release();
             shared
@@ -239,17 +242,14 @@ impl Admission {
 }
 
 impl Shared {
-    /// On a full client port, lets the connection `stream` in by closing
+    /// On a full client port, lets a connection from `newcomer` in by closing
     /// the longest-idle connection of the address that holds the most,
     /// if that address holds at least two more than the newcomer's (see
     /// `open`). Counted, and logged once per episode.
-    fn make_room(&self, stream: &TcpStream) -> bool {
+    fn make_room(&self, newcomer: SocketAddr) -> bool {
         if !self.limits.evict_when_full {
             return false;
         }
-        let Ok(newcomer) = stream.peer_addr() else {
-            return false;
-        };
         let Some(evicted) = self.open.make_room_for(newcomer.ip()) else {
             return false;
         };
