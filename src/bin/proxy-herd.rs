@@ -123,9 +123,9 @@ struct Args {
     line_timeout: f64,
 
     /// With the client port full (--max-connections), refuse newcomers
-    /// instead of letting one in from an address that holds fewer
-    /// connections by closing the longest-idle connection of the address
-    /// that holds the most.
+    /// instead of letting one in from an address that holds at least two
+    /// fewer connections than the address that holds the most, by closing
+    /// that address's longest-idle connection.
     #[arg(long)]
     no_evict: bool,
 

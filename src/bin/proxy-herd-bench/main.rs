@@ -108,6 +108,7 @@ pub fn run(cli: &Cli) -> Result<Report, String> {
         if cli.opts.rounds > 1 {
             return Err("check runs once; --rounds is for the speed modes".into());
         }
+        check::refuse_load_options(&cli.opts, args)?;
         check::check(&ctx, args, &mut report)?;
         return Ok(report);
     }

@@ -271,7 +271,14 @@ pub fn wait_started(addr: SocketAddr, procs: &mut Procs, name: &str) -> Result<(
                 std::fs::read_to_string(procs.dir.join(format!("{name}.out"))).unwrap_or_default();
             let tail: Vec<&str> = out.lines().rev().take(5).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
-            return Err(format!("{name} exited: {}", tail.join(" / ")));
+            let said = if tail.is_empty() {
+                "it printed nothing".to_string()
+            } else {
+                tail.join(" / ")
+            };
+            return Err(format!(
+                "{name} exited before it listened on {addr}: {said}"
+            ));
         }
         if Instant::now() >= deadline {
             return Err(format!(

@@ -57,6 +57,7 @@ pub fn html(cards: &[Scorecard]) -> String {
                 Status::Passed => ("pass", "pass"),
                 Status::Failed => ("fail", "FAIL"),
                 Status::NotChecked => ("skip", "not checked"),
+                Status::Skipped => ("skip", "not asked for"),
             };
             let reason = o
                 .reason
@@ -98,6 +99,14 @@ pub fn text(cards: &[Scorecard]) -> String {
     }
     let _ = writeln!(out, "{}", head.trim_end());
     for (i, spec) in CATALOGUE.iter().enumerate() {
+        let asked = cards.iter().any(|c| {
+            c.outcomes
+                .get(i)
+                .is_some_and(|o| o.status != Status::Skipped)
+        });
+        if !asked {
+            continue;
+        }
         let mut row = format!(
             "{:<30} {:<6}",
             spec.name,
@@ -112,6 +121,7 @@ pub fn text(cards: &[Scorecard]) -> String {
                 Status::Passed => "pass",
                 Status::Failed => "FAIL",
                 Status::NotChecked => "not checked",
+                Status::Skipped => "not asked for",
             };
             let _ = write!(row, " {cell:<14}");
             if let Some(reason) = &o.reason {

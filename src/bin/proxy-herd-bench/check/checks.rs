@@ -62,8 +62,8 @@ pub fn run_all(
             run.outcomes.remove(spec.name).unwrap_or(Outcome {
                 name: spec.name.to_string(),
                 course: spec.course,
-                status: Status::NotChecked,
-                reason: Some("not asked for (--only)".into()),
+                status: Status::Skipped,
+                reason: None,
                 ms: 0.0,
                 transcript: Vec::new(),
             })
@@ -586,10 +586,10 @@ fn life_cycle(run: &mut Run) {
         let server = names[names.len() - 1].clone();
         let stopped = run.subject.stop(&server, Duration::from_secs(2))?;
         let after = stopped.after.as_millis();
-        log.note(format!(
-            "SIGTERM to {server}: {:?} after {after} ms",
-            stopped.status
-        ));
+        log.note(match stopped.status {
+            Some(status) => format!("{server} stopped by SIGTERM ({status}) after {after} ms"),
+            None => format!("{server} still ran {after} ms after SIGTERM: killed (SIGKILL)"),
+        });
         restart(run, log, &BTreeSet::from([server.clone()]))?;
         match stopped.status {
             None => Err(Miss::Failed(format!(

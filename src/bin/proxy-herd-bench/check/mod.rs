@@ -52,6 +52,8 @@ pub enum Status {
     Failed,
     /// The check could not be made; the reason says why.
     NotChecked,
+    /// Not asked for (`--only`): left out of the tables and the counts.
+    Skipped,
 }
 
 /// One check's outcome for one herd.
@@ -104,10 +106,14 @@ impl Scorecard {
             .collect()
     }
 
-    /// Whether the herd passes: no course check failed (nor, with
-    /// `strict`, any of our contract's).
+    /// Whether the herd passes: no course check failed; with `strict`,
+    /// none of our contract's either, and every course check asked for
+    /// was made (a herd whose flooding could not be watched has not shown
+    /// that it floods).
     pub fn passes(&self, strict: bool) -> bool {
-        self.failures(true).is_empty() && (!strict || self.failures(false).is_empty())
+        self.failures(true).is_empty()
+            && (!strict
+                || (self.failures(false).is_empty() && self.count(&Status::NotChecked, true) == 0))
     }
 
     /// One line: how many passed, failed and were not checked, naming the
@@ -192,6 +198,44 @@ pub(crate) fn check(ctx: &Ctx, args: &CheckArgs, report: &mut Report) -> Result<
     Ok(())
 }
 
+/// The options of the load modes mean nothing to `check`: say so rather
+/// than run as if they had been heard.
+pub fn refuse_load_options(o: &crate::cli::Options, args: &CheckArgs) -> Result<(), String> {
+    let mut given = Vec::new();
+    if o.servers != 1 {
+        given.push("--servers");
+    }
+    if o.alone {
+        given.push("--alone");
+    }
+    if o.vs_baseline {
+        given.push("--vs-baseline");
+    }
+    if o.target.is_some() {
+        given.push("--target");
+    }
+    if o.connections != [16] {
+        given.push("--connections");
+    }
+    if o.duration != 5.0 {
+        given.push("--duration");
+    }
+    if o.warmup != 0.5 {
+        given.push("--warmup");
+    }
+    if !given.is_empty() {
+        return Err(format!(
+            "check does not take {}: they set the load of the speed modes (the herd file \
+             gives check its servers; --within and --reply-within its waits)",
+            given.join(", ")
+        ));
+    }
+    if args.other_only && o.herd_cmd.is_none() {
+        return Err("--other-only needs --herd-cmd and --config: there is no other herd".into());
+    }
+    Ok(())
+}
+
 /// How the checks run: their deadlines and which of them.
 pub struct Settings {
     /// How long a reply may take.
@@ -216,6 +260,9 @@ impl Settings {
                 Err(format!("{what} must be between 0 and 600 seconds, not {v}"))
             }
         };
+        if args.only.iter().any(|p| p.trim().is_empty()) {
+            return Err("--only: an empty name (a stray comma?) would match every check".into());
+        }
         for prefix in &args.only {
             if !CATALOGUE
                 .iter()

@@ -206,6 +206,7 @@ impl Run<'_> {
                 Status::Passed => "pass",
                 Status::Failed => "FAIL",
                 Status::NotChecked => "not checked",
+                Status::Skipped => "not asked for",
             };
             (self.progress)(&format!(
                 "{shown:<11} {name} ({ms:.0} ms){}",
