@@ -396,15 +396,7 @@ pub fn start_relay_herd(
         let addr = SocketAddr::from(([127, 0, 0, 1], spec.port));
         running.insert(name.to_string(), Server { addr, pid });
     }
-    for server in running.values() {
-        wait_listening(server.addr, &mut procs)?;
-    }
-    Ok(SpawnedHerd {
-        _procs: procs,
-        herd,
-        servers: running,
-        stub_url: None,
-    })
+    listening(procs, herd, running)
 }
 
 /// Starts `places-stub` on a port the kernel gives it and returns its
@@ -536,6 +528,23 @@ pub fn template_command(
     command
 }
 
+/// A herd once every one of its servers accepts on its client port.
+fn listening(
+    mut procs: Procs,
+    herd: Herd,
+    running: BTreeMap<String, Server>,
+) -> Result<SpawnedHerd, String> {
+    for server in running.values() {
+        wait_listening(server.addr, &mut procs)?;
+    }
+    Ok(SpawnedHerd {
+        _procs: procs,
+        herd,
+        servers: running,
+        stub_url: None,
+    })
+}
+
 /// Starts another herd, one process per server of `config`, from a
 /// command template ({name}, {port} and {config} replaced; run by `sh`,
 /// which `exec`s it so that the process id is the server's own), and
@@ -558,15 +567,7 @@ pub fn start_command_herd(
         let addr = SocketAddr::from(([127, 0, 0, 1], spec.port));
         running.insert(spec.name.clone(), Server { addr, pid });
     }
-    for server in running.values() {
-        wait_listening(server.addr, &mut procs)?;
-    }
-    Ok(SpawnedHerd {
-        _procs: procs,
-        herd,
-        servers: running,
-        stub_url: None,
-    })
+    listening(procs, herd, running)
 }
 
 /// Sends one IAMAT to each server and waits until every server holds

@@ -26,21 +26,15 @@ pub(super) fn faults(run: &mut Run) {
                         Err(Miss::NotChecked("the kill failed".into())),
                     ];
                 }
-                let mut sent = Vec::new();
-                let mut wants = Vec::new();
-                for from in names.iter().filter(|n| *n != down) {
-                    let client = run.client(&format!("without-{down}"));
-                    match run.update(log, from, &client) {
-                        Ok(at) => {
-                            for server in run.subject.reachable(from, &gone) {
-                                wants.push((server, client.clone(), at.clone()));
-                            }
-                            sent.push((client, at));
-                        }
-                        Err(e) => spread.push(e),
-                    }
-                }
-                spread.extend(run.wait_for(log, &wants, run.settings.within));
+                let up: Vec<String> = names.iter().filter(|n| *n != down).cloned().collect();
+                let sent = spread_round(
+                    run,
+                    log,
+                    &up,
+                    &gone,
+                    &format!("without-{down}"),
+                    &mut spread,
+                );
                 if let Err(e) = restart(run, log, &gone) {
                     caught.push(e);
                 } else {
@@ -84,21 +78,8 @@ pub(super) fn faults(run: &mut Run) {
                         .filter(|n| !gone.contains(*n))
                         .cloned()
                         .collect();
-                    let mut sent = Vec::new();
-                    let mut wants = Vec::new();
-                    for from in &alive {
-                        let client = run.client(&format!("without-{x}-{y}"));
-                        match run.update(log, from, &client) {
-                            Ok(at) => {
-                                for server in run.subject.reachable(from, &gone) {
-                                    wants.push((server, client.clone(), at.clone()));
-                                }
-                                sent.push((client, at));
-                            }
-                            Err(e) => spread.push(e),
-                        }
-                    }
-                    spread.extend(run.wait_for(log, &wants, run.settings.within));
+                    let tag = format!("without-{x}-{y}");
+                    let sent = spread_round(run, log, &alive, &gone, &tag, &mut spread);
                     // Every update has reached the servers it can by now (or
                     // failed to); one that reached a cut-off server went
                     // around the herd's links.
@@ -135,6 +116,36 @@ pub(super) fn faults(run: &mut Run) {
             ]
         },
     );
+}
+
+/// One update at each server of `up`, and one wait until each has
+/// reached every server the links still connect it to (all within one
+/// `--within`); what was not where it should be goes to `spread`.
+/// Returns the updates sent, for the catch-up after the restart.
+fn spread_round(
+    run: &mut Run,
+    log: &Transcript,
+    up: &[String],
+    gone: &BTreeSet<String>,
+    tag: &str,
+    spread: &mut Vec<String>,
+) -> Vec<(String, String)> {
+    let mut sent = Vec::new();
+    let mut wants = Vec::new();
+    for from in up {
+        let client = run.client(tag);
+        match run.update(log, from, &client) {
+            Ok(at) => {
+                for server in run.subject.reachable(from, gone) {
+                    wants.push((server, client.clone(), at.clone()));
+                }
+                sent.push((client, at));
+            }
+            Err(e) => spread.push(e),
+        }
+    }
+    spread.extend(run.wait_for(log, &wants, run.settings.within));
+    sent
 }
 
 /// Why a kill check cannot be made: too few servers, or a herd that may

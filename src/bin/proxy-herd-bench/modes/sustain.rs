@@ -58,22 +58,7 @@ pub(crate) fn sustain(ctx: &Ctx, args: &SustainArgs, report: &mut Report) -> Res
                 hop_count + 1,
                 ctx.o.duration
             ));
-            let plan = crate::sustain::Plan {
-                conns: c,
-                duration: ctx.duration(),
-                population,
-                prefix,
-                timeout: ctx.timeout(),
-                patience: Duration::from_secs_f64(args.patience),
-                progress: !ctx.o.quiet,
-            };
-            let out = crate::sustain::run(spawned.servers[&args.near].addr, &member, &plan);
-            let peaks: Vec<(String, u64)> = spawned
-                .servers
-                .iter()
-                .map(|(name, s)| (name.clone(), crate::sustain::peak_rss(s.pid).unwrap_or(0)))
-                .collect();
-            drop(member);
+            let (out, peaks) = load(ctx, args, c, population, prefix, &spawned, member);
             drop(spawned);
             let setting = if population == 0 {
                 format!("c={c} new")
@@ -163,22 +148,7 @@ fn ceiling(
         "  sustain on the bare relay herd {}->{}: c={c}, {} s",
         args.near, args.far, ctx.o.duration
     ));
-    let plan = crate::sustain::Plan {
-        conns: c,
-        duration: ctx.duration(),
-        population,
-        prefix,
-        timeout: ctx.timeout(),
-        patience: Duration::from_secs_f64(args.patience),
-        progress: !ctx.o.quiet,
-    };
-    let out = crate::sustain::run(relays.servers[&args.near].addr, &member, &plan);
-    let peaks: Vec<(String, u64)> = relays
-        .servers
-        .iter()
-        .map(|(name, s)| (name.clone(), crate::sustain::peak_rss(s.pid).unwrap_or(0)))
-        .collect();
-    drop(member);
+    let (out, peaks) = load(ctx, args, c, population, prefix, &relays, member);
     drop(relays);
     let relay = sustain_measurement(
         &format!("relay {}->{}", args.near, args.far),
@@ -198,6 +168,36 @@ fn ceiling(
         figures,
     });
     Ok(relay)
+}
+
+/// The sustained load on `herd`'s `--near`, counted at `member`; what
+/// came of it, and every server's peak memory.
+fn load(
+    ctx: &Ctx,
+    args: &SustainArgs,
+    c: usize,
+    population: usize,
+    prefix: String,
+    herd: &SpawnedHerd,
+    member: member::Member,
+) -> (crate::sustain::Outcome, Vec<(String, u64)>) {
+    let plan = crate::sustain::Plan {
+        conns: c,
+        duration: ctx.duration(),
+        population,
+        prefix,
+        timeout: ctx.timeout(),
+        patience: Duration::from_secs_f64(args.patience),
+        progress: !ctx.o.quiet,
+    };
+    let out = crate::sustain::run(herd.servers[&args.near].addr, &member, &plan);
+    let peaks = herd
+        .servers
+        .iter()
+        .map(|(name, s)| (name.clone(), crate::sustain::peak_rss(s.pid).unwrap_or(0)))
+        .collect();
+    drop(member);
+    (out, peaks)
 }
 
 fn sustain_measurement(
