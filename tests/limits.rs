@@ -192,11 +192,7 @@ fn places_timeout() {
     use crate::stub::{Behaviour, PlacesStub};
     use proxy_herd::places::PlacesConfig;
 
-    let slow = PlacesStub::start(
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-        Behaviour::Held,
-    )
-    .unwrap();
+    let slow = PlacesStub::start(Behaviour::Held).unwrap();
     let places = PlacesConfig {
         url: slow.nearby_url(),
         key: Some("k".into()),

@@ -5,7 +5,6 @@
 mod stub;
 mod support;
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use proxy_herd::places::layout::{cut_results, squeeze_newlines};
@@ -17,7 +16,7 @@ const KEY: &str = "test-key-5f3a9c";
 const KIWI: &str = "IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959498503\n";
 
 fn stub(behaviour: Behaviour) -> PlacesStub {
-    PlacesStub::start(TcpListener::bind("127.0.0.1:0").unwrap(), behaviour).unwrap()
+    PlacesStub::start(behaviour).unwrap()
 }
 
 fn places(stub: &PlacesStub) -> PlacesConfig {

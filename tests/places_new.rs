@@ -26,11 +26,7 @@ const IAMAT: &str = "IAMAT kiwi.cs.ucla.edu +34.068930-118.445127 1621464827.959
 
 /// A stub on a free loopback port.
 fn stub(behaviour: Behaviour) -> PlacesStub {
-    PlacesStub::start(
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
-        behaviour,
-    )
-    .unwrap()
+    PlacesStub::start(behaviour).unwrap()
 }
 
 /// Places settings for `new` mode against `stub`.

@@ -50,6 +50,10 @@
 //!
 //! The stub keeps the last request it got ([`server::PlacesStub::last_request`]),
 //! so a test can check what the herd sent: method, headers and body.
+//! Tests drive the program as a user would: flags make it hold
+//! (`--hold`), fail (`--fail-status`), answer badly (`--not-json`,
+//! `--answer-body`), and a control route beside the Places paths
+//! (`/_stub/requests`, `held`, `release`, `last`) steers and reads it.
 
 #![forbid(unsafe_code)]
 
@@ -88,6 +92,34 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
+
+    /// Hold every Places request until `POST /_stub/release`: an answer
+    /// as slow as a test wants, with no timing in the test.
+    #[arg(long, conflicts_with_all = ["fail_status", "not_json", "answer_body"])]
+    hold: bool,
+
+    /// Answer every Places request with this HTTP status and a short text
+    /// body.
+    #[arg(long, value_name = "CODE", conflicts_with_all = ["not_json", "answer_body"])]
+    fail_status: Option<u16>,
+
+    /// Answer every Places request with 200 and a body that is not JSON.
+    #[arg(long, conflicts_with = "answer_body")]
+    not_json: bool,
+
+    /// Answer every Places request with this file's content as JSON (a
+    /// New-style error, say), with --answer-status.
+    #[arg(long, value_name = "FILE")]
+    answer_body: Option<std::path::PathBuf>,
+
+    /// The HTTP status of --answer-body's answers.
+    #[arg(
+        long,
+        value_name = "CODE",
+        default_value_t = 200,
+        requires = "answer_body"
+    )]
+    answer_status: u16,
 }
 
 fn main() -> ExitCode {
@@ -120,9 +152,23 @@ fn run(args: Args) -> Result<(), String> {
             let _ = stop_tx.send(());
         }
     });
+    let behaviour = if args.hold {
+        Behaviour::Held
+    } else if let Some(code) = args.fail_status {
+        Behaviour::HttpStatus(code)
+    } else if args.not_json {
+        Behaviour::NotJson
+    } else if let Some(path) = &args.answer_body {
+        let body = std::fs::read_to_string(path)
+            .map_err(|error| format!("--answer-body {}: {error}", path.display()))?;
+        // Served until the program ends.
+        Behaviour::Json(args.answer_status, Box::leak(body.into_boxed_str()))
+    } else {
+        Behaviour::Normal
+    };
     let listener = proxy_herd::server::bind_listener((args.host.as_str(), args.port))
         .map_err(|error| format!("cannot listen on {}:{}: {error}", args.host, args.port))?;
-    let stub = PlacesStub::start(listener, Behaviour::Normal)
+    let stub = PlacesStub::start(listener, behaviour)
         .map_err(|error| format!("cannot start serving: {error}"))?;
     println!(
         "places-stub: serving MADE-UP places on {}",

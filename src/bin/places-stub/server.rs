@@ -243,7 +243,12 @@ fn accept_loop(listener: &TcpListener, answering: &Answering, stopping: &AtomicB
 }
 
 /// Records one request, then answers it according to the behaviour.
+/// Requests under `/_stub/` are the control route instead (see
+/// [`control`]): never counted, recorded or held.
 fn answer(request: HttpRequest, answering: &Answering) -> HttpResponse {
+    if request.target.starts_with(CONTROL) {
+        return control(&request, answering);
+    }
     answering.requests.fetch_add(1, Ordering::SeqCst);
     let recorded = RecordedRequest::of(request);
     *answering.last.lock() = Some(recorded.clone());
@@ -274,6 +279,54 @@ fn answer(request: HttpRequest, answering: &Answering) -> HttpResponse {
 }
 
 const JSON: &str = "application/json; charset=UTF-8";
+
+/// Where the control route lives, beside the Places paths.
+pub const CONTROL: &str = "/_stub/";
+
+/// The control route, for tests that drive the program from outside as a
+/// user would: `GET /_stub/requests` (requests answered so far), `GET
+/// /_stub/held` (requests `--hold` holds now), `POST /_stub/release`
+/// (answer them, and hold no more), `GET /_stub/last` (the last request
+/// as JSON: method, path, headers as pairs, body; 404 before any).
+fn control(request: &HttpRequest, answering: &Answering) -> HttpResponse {
+    let text = |status: u16, body: String| HttpResponse {
+        status,
+        content_type: "text/plain; charset=UTF-8",
+        body,
+    };
+    match (request.method.as_str(), &request.target[CONTROL.len()..]) {
+        ("GET", "requests") => text(
+            200,
+            format!("{}\n", answering.requests.load(Ordering::SeqCst)),
+        ),
+        ("GET", "held") => text(
+            200,
+            format!("{}\n", answering.gate.waiting.load(Ordering::SeqCst)),
+        ),
+        ("POST", "release") => {
+            answering.gate.open();
+            text(200, "released\n".into())
+        }
+        ("GET", "last") => match answering.last.lock().clone() {
+            Some(last) => HttpResponse {
+                status: 200,
+                content_type: JSON,
+                body: serde_json::json!({
+                    "method": last.method,
+                    "path": last.path,
+                    "headers": last.headers,
+                    "body": last.body,
+                })
+                .to_string(),
+            },
+            None => text(404, "places-stub: no request yet\n".into()),
+        },
+        _ => text(
+            404,
+            "places-stub: the control route has requests, held, release, last\n".into(),
+        ),
+    }
+}
 
 /// What Google would answer: legacy JSON for `GET …/nearbysearch/json`,
 /// New JSON for `POST …/places:searchNearby`, 405 for another method
