@@ -4,7 +4,6 @@
 
 pub mod netns;
 pub mod own_harness;
-pub mod ports;
 pub mod process;
 
 use std::collections::BTreeMap;
@@ -42,10 +41,10 @@ pub struct TestHerd {
 }
 
 /// A loopback port nothing uses yet, that no other socket of this process
-/// will be given before a server binds it (see [`ports::free_port`] for
+/// will be given before a server binds it (see `proxy_herd::herd::free_port` for
 /// why a port from `bind(0)` is not safe).
 pub fn free_port() -> u16 {
-    ports::free_port().unwrap()
+    proxy_herd::herd::free_port().unwrap()
 }
 
 /// A herd file's servers on free loopback ports, every one different.
