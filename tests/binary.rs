@@ -175,31 +175,6 @@ fn places_stub_stops_cleanly_on_signals() {
     }
 }
 
-/// A server process killed outright (SIGKILL, as `lsof -ti:P | xargs kill
-/// -9` would) and started again catches up with what it missed, and its
-/// neighbour kept serving meanwhile.
-#[test]
-fn killed_process_restarts_and_catches_up() {
-    let dir = temp_dir("restart");
-    let config = herd_file(&dir, &["A", "B"], &[("A", "B")]);
-    let a = spawn("A", &config, &dir);
-    let mut b = spawn("B", &config, &dir);
-    let a_addr: std::net::SocketAddr = ([127, 0, 0, 1], port_of(&config, "A")).into();
-    let b_addr: std::net::SocketAddr = ([127, 0, 0, 1], port_of(&config, "B")).into();
-    let first = at_line(&one_shot(a_addr, "IAMAT x +1+1 1\n"));
-    wait_until("B to learn x", || {
-        one_shot(b_addr, "WHATSAT x 1 1\n").starts_with(&first)
-    });
-    signal(&b, "-KILL");
-    wait_exit(&mut b);
-    let second = at_line(&one_shot(a_addr, "IAMAT x +2+2 2\n"));
-    let b = spawn("B", &config, &dir);
-    wait_until("restarted B to catch up", || {
-        one_shot(b_addr, "WHATSAT x 1 1\n").starts_with(&second)
-    });
-    drop((a, b));
-}
-
 /// An AT reply is a promise: a lone server (no neighbour to hold a copy)
 /// killed with SIGKILL the instant after replying still has every
 /// acknowledged update when it starts again, read back from its journal.
