@@ -89,6 +89,9 @@ impl Handler<'_> {
             .info(format_args!("{peer} <- {}", Escaped(&text)));
         match command {
             PeerCommand::Blank => None,
+            // With a herd secret the handshake proved who this is, and a
+            // HELLO (a hint, never proof) does not overrule it.
+            PeerCommand::Hello(_) if shared.secret.is_some() => None,
             PeerCommand::Hello(name) => {
                 // Pass on what the connection taught so far under the
                 // name it had, then take the new one.
