@@ -168,7 +168,7 @@ fn asyncio_fixture_passes_every_check() {
 #[test]
 fn each_defect_fails_its_own_check() {
     let _turn = turn();
-    let cases: [(&str, &[&str], &[&str], i32); 12] = [
+    let cases: [(&str, &[&str], &[&str], i32); 18] = [
         (
             "no-flood",
             &["flooding"],
@@ -226,6 +226,37 @@ fn each_defect_fails_its_own_check() {
             1,
         ),
         ("slow-stop", &["life-cycle.stop"], &["life-cycle.stop"], 0),
+        ("wrong-server-name", &["replies"], &["replies.iamat"], 1),
+        (
+            "reads-are-lines",
+            &["lines"],
+            &["lines.joined", "lines.split"],
+            1,
+        ),
+        (
+            "radius-in-km",
+            &["whatsat"],
+            &["whatsat.bound", "whatsat.radius", "whatsat.layout"],
+            1,
+        ),
+        (
+            "echo-overlong",
+            &["bad-input.overlong"],
+            &["bad-input.overlong"],
+            0,
+        ),
+        (
+            "close-at-eof",
+            &["life-cycle.half-close"],
+            &["life-cycle.half-close"],
+            1,
+        ),
+        (
+            "flood-everywhere",
+            &["faults.two-down"],
+            &["faults.two-down"],
+            1,
+        ),
     ];
     let mut wrong = Vec::new();
     for (defect, only, expected, status) in cases {
