@@ -59,6 +59,9 @@ use log::{Level, LevelFilter, Log, Record};
 #[derive(Clone)]
 pub struct ServerLog {
     sink: Arc<dyn Log>,
+    /// The writer behind `sink`, for lines gathered by [`LogLines`];
+    /// `None` for a log that discards.
+    lines: Option<Arc<BatchWriter>>,
     /// The writer thread's queue, for [`ServerLog::reopen`]; `None` for a
     /// log that discards.
     writer: Option<Sender<ToWriter>>,
@@ -89,6 +92,7 @@ impl ServerLog {
         let lost = Arc::new(AtomicU64::new(0));
         let writer = BatchWriter::start(file, path.clone(), files, name, Arc::clone(&lost))?;
         let control = writer.queue.clone();
+        let writer = Arc::new(writer);
         let (_, sink) = fern::Dispatch::new()
             .level(LevelFilter::Info)
             .format(|out, message, record| {
@@ -99,11 +103,12 @@ impl ServerLog {
                     message
                 ))
             })
-            .chain(Box::new(writer) as Box<dyn Log>)
+            .chain(Box::new(ToBatch(Arc::clone(&writer))) as Box<dyn Log>)
             .into_log();
         Ok((
             ServerLog {
                 sink: Arc::from(sink),
+                lines: Some(writer),
                 writer: Some(control),
                 lost,
             },
@@ -116,6 +121,7 @@ impl ServerLog {
         let (_, sink) = fern::Dispatch::new().level(LevelFilter::Off).into_log();
         ServerLog {
             sink: Arc::from(sink),
+            lines: None,
             writer: None,
             lost: Arc::default(),
         }
@@ -158,11 +164,63 @@ impl ServerLog {
         self.write(Level::Error, args);
     }
 
+    /// Adds an ordinary event to `lines`, formatted as [`ServerLog::info`]
+    /// would, with the time of the first line gathered since the last
+    /// [`ServerLog::commit`]. For the lines of a burst a neighbour's read
+    /// brought, or of a batch a link writes: they share one moment, and
+    /// gathering them skips, per line, the clock, the time's formatting,
+    /// fern's dispatch and the lock of the shared buffer, which together
+    /// cost about as much as the rest of handling a relayed line.
+    pub fn gather(&self, lines: &mut LogLines, args: fmt::Arguments<'_>) {
+        if self.lines.is_none() {
+            return;
+        }
+        if lines.count == 0 {
+            lines.stamp.clear();
+            let _ = write!(lines.stamp, "{} {:<5} ", Stamp::now(), Level::Info);
+        }
+        lines.text.push_str(&lines.stamp);
+        let _ = writeln!(lines.text, "{args}");
+        lines.count += 1;
+    }
+
+    /// Hands the lines gathered in `lines` to the log, in order, and
+    /// empties it.
+    pub fn commit(&self, lines: &mut LogLines) {
+        if lines.count == 0 {
+            return;
+        }
+        if let Some(writer) = &self.lines {
+            writer.push(&lines.text, lines.count);
+        }
+        lines.text.clear();
+        lines.count = 0;
+        if lines.text.capacity() > GATHER_KEPT {
+            lines.text = String::new();
+        }
+    }
+
     /// Pushes anything buffered to the file (called on shutdown).
     pub fn flush(&self) {
         self.sink.flush();
     }
 }
+
+/// Log lines one thread gathers with [`ServerLog::gather`] and hands to
+/// the log at once with [`ServerLog::commit`]; reused, so gathering
+/// allocates nothing once warm.
+#[derive(Default)]
+pub struct LogLines {
+    text: String,
+    /// How many lines `text` holds.
+    count: u64,
+    /// The time and level every line of this gathering begins with.
+    stamp: String,
+}
+
+/// The most room a [`LogLines`] keeps between gatherings: a resync's
+/// batch of a few hundred lines, not the megabytes of a huge one.
+const GATHER_KEPT: usize = 256 * 1024;
 
 /// The time a log line begins with: RFC 3339 in UTC with microseconds,
 /// `2026-11-24T20:31:07.412331Z`, as `humantime` writes it. A busy server
@@ -565,7 +623,31 @@ fn write_batches(target: &mut LogFile, pending: &Pending, queue: &Receiver<ToWri
     }
 }
 
-impl Log for BatchWriter {
+impl BatchWriter {
+    /// Appends `count` formatted lines for the writer, or counts them
+    /// dropped if the writer is that far behind.
+    fn push(&self, text: &str, count: u64) {
+        let mut pending = self.pending.lock();
+        let was_empty = pending.text.is_empty();
+        if pending.text.len() + text.len() > MAX_PENDING {
+            pending.dropped += count;
+        } else {
+            pending.text.push_str(text);
+        }
+        drop(pending);
+        if was_empty {
+            // The first line since the last write wakes the writer;
+            // the others find it awake (or sleeping out its interval).
+            let _ = self.queue.send(ToWriter::Lines);
+        }
+    }
+}
+
+/// What fern's dispatch writes to: the server's [`BatchWriter`], which
+/// [`ServerLog`] also keeps for gathered lines.
+struct ToBatch(Arc<BatchWriter>);
+
+impl Log for ToBatch {
     fn enabled(&self, _: &log::Metadata<'_>) -> bool {
         true
     }
@@ -574,27 +656,21 @@ impl Log for BatchWriter {
         SCRATCH.with_borrow_mut(|line| {
             line.clear();
             let _ = writeln!(line, "{}", record.args());
-            let mut pending = self.pending.lock();
-            let was_empty = pending.text.is_empty();
-            if pending.text.len() + line.len() > MAX_PENDING {
-                pending.dropped += 1;
-            } else {
-                pending.text.push_str(line);
-            }
-            drop(pending);
+            self.0.push(line, 1);
             if line.capacity() > SCRATCH_KEPT {
                 // A whole WHATSAT reply was logged: do not keep its room
                 // for the rest of a long connection's life.
                 *line = String::with_capacity(256);
             }
-            if was_empty {
-                // The first line since the last write wakes the writer;
-                // the others find it awake (or sleeping out its interval).
-                let _ = self.queue.send(ToWriter::Lines);
-            }
         });
     }
 
+    fn flush(&self) {
+        self.0.flush();
+    }
+}
+
+impl BatchWriter {
     fn flush(&self) {
         let (ack_tx, ack_rx) = crossbeam_channel::bounded(1);
         if self.queue.send(ToWriter::Flush(ack_tx)).is_ok() {
@@ -684,19 +760,53 @@ mod batch_tests {
     #[test]
     fn waiting_lines_are_bounded() {
         let (queue, _never_read) = crossbeam_channel::unbounded();
-        let writer = BatchWriter {
+        let writer = ToBatch(Arc::new(BatchWriter {
             pending: Arc::new(Mutex::new(PendingLines::default())),
             queue,
-        };
+        }));
         let line = "x".repeat(1023);
         let lines = MAX_PENDING / 1024 + 100;
         for _ in 0..lines {
             writer.log(&Record::builder().args(format_args!("{line}")).build());
         }
-        let pending = writer.pending.lock();
+        let pending = writer.0.pending.lock();
         assert!(pending.text.len() <= MAX_PENDING, "{}", pending.text.len());
         assert_eq!(pending.text.len() / 1024 + pending.dropped as usize, lines);
         assert!(pending.dropped >= 100, "{}", pending.dropped);
+    }
+
+    /// Gathered lines reach the file when committed, in the order
+    /// gathered, each a whole line with one shared time, after the lines
+    /// logged before the commit; nothing is written before it.
+    #[test]
+    fn gathered_lines_arrive_together_on_commit() {
+        let tmp = tempfile::Builder::new()
+            .prefix("proxy-herd-gather-")
+            .tempdir()
+            .unwrap();
+        let (log, path) = ServerLog::to_file(tmp.path(), "G", LogFiles::default()).unwrap();
+        let mut lines = LogLines::default();
+        log.gather(&mut lines, format_args!("first <- {}", 1));
+        log.gather(&mut lines, format_args!("second <- {}", 2));
+        log.info(format_args!("before the commit"));
+        log.flush();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("first"), "written before its commit: {text}");
+        log.commit(&mut lines);
+        log.gather(&mut lines, format_args!("third"));
+        log.commit(&mut lines);
+        log.flush();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let got: Vec<(&str, &str)> = text
+            .lines()
+            .map(|l| l.split_once(" INFO  ").expect(l))
+            .collect();
+        let said: Vec<&str> = got.iter().map(|(_, said)| *said).collect();
+        assert_eq!(
+            said,
+            ["before the commit", "first <- 1", "second <- 2", "third"]
+        );
+        assert_eq!(got[1].0, got[2].0, "one gathering, one time");
     }
 
     /// Many threads logging at once lose no line, and `flush` returns

@@ -18,6 +18,7 @@
 //! resyncs as soon as the neighbour is back.
 
 use std::borrow::Borrow;
+use std::cell::RefCell;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{fence, Ordering};
@@ -29,7 +30,7 @@ use crossbeam_channel::{select, Receiver};
 
 use super::{LinkState, Outgoing, LINK_BUFFER};
 use crate::auth::{self, HerdSecret};
-use crate::logging::{Episode, ServerLog};
+use crate::logging::{Episode, LogLines, ServerLog};
 use crate::metrics::LinkMetrics;
 use crate::os::detect_dead_peer;
 use crate::protocol::{AtRecord, Escaped};
@@ -69,6 +70,8 @@ pub(super) struct Link {
     pub(super) log: ServerLog,
     pub(super) metrics: LinkMetrics,
     pub(super) shutdown: Receiver<()>,
+    /// Where a batch's log lines are gathered, kept between batches.
+    pub(super) said: RefCell<LogLines>,
 }
 
 /// Why a connected link stopped.
@@ -297,13 +300,19 @@ impl Link {
         match writer.write_all(buf.as_bytes()) {
             Ok(()) => {
                 self.metrics.sent.inc_by(records.len() as u64);
+                // One write, one moment: its lines go to the log together.
+                let mut said = self.said.borrow_mut();
                 for record in records {
-                    self.log.info(format_args!(
-                        "link {} -> {}",
-                        self.neighbour,
-                        Escaped(&record.borrow().line)
-                    ));
+                    self.log.gather(
+                        &mut said,
+                        format_args!(
+                            "link {} -> {}",
+                            self.neighbour,
+                            Escaped(&record.borrow().line)
+                        ),
+                    );
                 }
+                self.log.commit(&mut said);
                 true
             }
             Err(e) => {

@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::connection::{Ended, LineError, Lines, Port};
 use super::open::Conn;
 use super::Shared;
+use crate::logging::LogLines;
 use crate::os;
 use crate::protocol::{AtRecord, Escaped};
 
@@ -37,6 +38,9 @@ pub(super) struct Handler<'a> {
     /// or the name it proved with the herd secret): what it sends is not
     /// sent back to it.
     pub(super) from: Option<String>,
+    /// On the peer port, the log lines of the burst being read, logged
+    /// together when it is passed on (see `ServerLog::gather`).
+    pub(super) said: LogLines,
 }
 
 /// Runs one connection to its end, keeping its socket in the table of
@@ -84,6 +88,7 @@ pub(super) fn serve(shared: &Shared, stream: TcpStream, from: SocketAddr, port: 
             port,
             learnt: Vec::new(),
             from: None,
+            said: LogLines::default(),
         };
         let how = handler.run();
         // Everything owed has been written: let a half-closed client read
@@ -148,7 +153,12 @@ impl Handler<'_> {
     /// The next line, `None` at end-of-file; a line too long or a silent
     /// client ends the connection, and says so in the log.
     pub(super) fn next_line(&mut self) -> Result<Option<Vec<u8>>, Ended> {
-        match self.lines.next_line() {
+        let line = self.lines.next_line();
+        if line.is_err() {
+            // What was received before comes first in the log.
+            self.shared.log.commit(&mut self.said);
+        }
+        match line {
             Ok(line) => {
                 // Only the client port makes room by idleness: a peer
                 // line, the hot path, costs no clock read.
@@ -197,6 +207,8 @@ impl Handler<'_> {
 
     /// Writes a reply in one write, and logs it.
     fn reply(&mut self, reply: &str) -> io::Result<()> {
+        // The lines received so far come first in the log.
+        self.shared.log.commit(&mut self.said);
         let mut writer = self.stream;
         writer.write_all(reply.as_bytes())?;
         self.shared.log.info(format_args!(

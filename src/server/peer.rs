@@ -73,7 +73,9 @@ impl Handler<'_> {
                 if protocol::at_line_client(text)
                     .is_some_and(|client| shared.store.holds_line(client, text)) =>
             {
-                shared.log.info(format_args!("{peer} <- {}", Escaped(text)));
+                shared
+                    .log
+                    .gather(&mut self.said, format_args!("{peer} <- {}", Escaped(text)));
                 lines.at.inc();
                 metrics.superseded.inc();
                 return None;
@@ -86,7 +88,7 @@ impl Handler<'_> {
         };
         shared
             .log
-            .info(format_args!("{peer} <- {}", Escaped(&text)));
+            .gather(&mut self.said, format_args!("{peer} <- {}", Escaped(&text)));
         match command {
             PeerCommand::Blank => None,
             // With a herd secret the handshake proved who this is, and a
@@ -118,6 +120,7 @@ impl Handler<'_> {
                     // Not stored, so not passed on either: see `store_full`.
                     Offered::Full => {
                         metrics.refused_full.inc();
+                        shared.log.commit(&mut self.said);
                         shared.store_full(peer);
                     }
                 }
@@ -126,12 +129,13 @@ impl Handler<'_> {
         }
     }
 
-    /// Journals the AT lines learnt from a neighbour's burst in one write
-    /// and queues them for the other neighbours. A link writes whatever
+    /// Logs the lines of a neighbour's burst, then journals the AT lines
+    /// it taught in one write and queues them for the other neighbours. A link writes whatever
     /// has piled up in its queue at once, so lines arrive in bursts, and
     /// a burst costs one journal write instead of one per line. Nobody
     /// waits for a reply here, so the links are not waited for either.
     pub(super) fn pass_on(&mut self) {
+        self.shared.log.commit(&mut self.said);
         if self.learnt.is_empty() {
             return;
         }
