@@ -6,7 +6,7 @@
 //! integration tests run a whole herd in one test binary; the `proxy-herd`
 //! binary simply owns one.
 //!
-//! fern filters and formats; the formatted lines then go to a
+//! fern filters and formats events; the formatted lines then go to a
 //! [`BatchWriter`], which appends them to a buffer shared with one writer
 //! thread per log file (a copy under a lock, nothing else). That thread
 //! writes whatever has piled up in one `write`, so a busy server makes
@@ -18,6 +18,14 @@
 //! exits (src/protocol.md#log-and-life-cycle). A `kill -9` can lose the last few
 //! milliseconds of log lines; it cannot lose a stored location, which
 //! never depends on the log.
+//!
+//! The lines the protocol asks for, every line received and sent, are
+//! most of the log: about twenty an update across a five-server herd.
+//! They skip fern and go to the same buffer already formatted
+//! ([`ServerLog::line`]), and a neighbour's burst or a link's batch is
+//! logged at once, all its lines with one time ([`ServerLog::gather`]):
+//! 80-110 ns a line against 175 through fern, on this project's 2-core
+//! machine.
 //!
 //! A log that runs for a week stays within bounds two ways. SIGHUP makes
 //! the `proxy-herd` binary call [`ServerLog::reopen`], so logrotate can
@@ -54,6 +62,8 @@ use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 
 use log::{Level, LevelFilter, Log, Record};
+
+use crate::protocol::Escaped;
 
 /// A handle to one server's log; clones write to the same file.
 #[derive(Clone)]
@@ -184,6 +194,51 @@ impl ServerLog {
         lines.count += 1;
     }
 
+    /// Like [`ServerLog::gather`] for the commonest line of all, a line
+    /// received or sent: the pieces of `head` as they are, then `text` as
+    /// [`Escaped`] shows it. Most lines need no escaping, and then no
+    /// formatting machinery runs at all.
+    pub fn gather_line(&self, lines: &mut LogLines, head: &[&str], text: &str) {
+        if self.lines.is_none() {
+            return;
+        }
+        if lines.count == 0 {
+            lines.stamp.clear();
+            let _ = write!(lines.stamp, "{} {:<5} ", Stamp::now(), Level::Info);
+        }
+        lines.text.push_str(&lines.stamp);
+        for piece in head {
+            lines.text.push_str(piece);
+        }
+        if text
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'\\')
+        {
+            lines.text.push_str(text);
+        } else {
+            let _ = write!(lines.text, "{}", Escaped(text));
+        }
+        lines.text.push('\n');
+        lines.count += 1;
+    }
+
+    /// Logs one line received or sent at once, as [`ServerLog::gather_line`]
+    /// and [`ServerLog::commit`] would: a client's line and its reply.
+    pub fn line(&self, head: &[&str], text: &str) {
+        if self.lines.is_none() {
+            return;
+        }
+        LINE.with_borrow_mut(|lines| {
+            self.gather_line(lines, head, text);
+            self.commit(lines);
+            if lines.text.capacity() > SCRATCH_KEPT {
+                // A whole WHATSAT reply was logged: a connection's thread
+                // does not keep its room.
+                lines.text = String::new();
+            }
+        });
+    }
+
     /// Hands the lines gathered in `lines` to the log, in order, and
     /// empties it.
     pub fn commit(&self, lines: &mut LogLines) {
@@ -216,6 +271,12 @@ pub struct LogLines {
     count: u64,
     /// The time and level every line of this gathering begins with.
     stamp: String,
+}
+
+thread_local! {
+    /// Where [`ServerLog::line`] formats its line: reused, like
+    /// [`SCRATCH`].
+    static LINE: RefCell<LogLines> = RefCell::new(LogLines::default());
 }
 
 /// The most room a [`LogLines`] keeps between gatherings: a resync's
@@ -794,6 +855,8 @@ mod batch_tests {
         assert!(!text.contains("first"), "written before its commit: {text}");
         log.commit(&mut lines);
         log.gather(&mut lines, format_args!("third"));
+        log.gather_line(&mut lines, &["x", " -> "], "AT a\\b\n");
+        log.gather(&mut lines, format_args!("x -> {}", Escaped("AT a\\b\n")));
         log.commit(&mut lines);
         log.flush();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -804,7 +867,14 @@ mod batch_tests {
         let said: Vec<&str> = got.iter().map(|(_, said)| *said).collect();
         assert_eq!(
             said,
-            ["before the commit", "first <- 1", "second <- 2", "third"]
+            [
+                "before the commit",
+                "first <- 1",
+                "second <- 2",
+                "third",
+                r"x -> AT a\\b\n",
+                r"x -> AT a\\b\n"
+            ]
         );
         assert_eq!(got[1].0, got[2].0, "one gathering, one time");
     }

@@ -182,10 +182,14 @@ impl Store {
     /// first and spares the parse (see `server::peer`).
     pub fn holds_line(&self, client: &str, line: &str) -> bool {
         let hash = self.hasher.hash_one(client);
+        // An AT line names its client, so the same line is the same
+        // client: the line is compared, not the name too. That spares a
+        // read of the name, a cache miss in a store of 100,000 clients,
+        // on the flood's commonest path.
         self.records
             .read()
-            .find(hash, is_client(hash, client))
-            .is_some_and(|slot| slot.record.line == line)
+            .find(hash, |slot| slot.hash == hash && slot.record.line == line)
+            .is_some()
     }
 
     /// Every record, for a link that has just come up or a journal

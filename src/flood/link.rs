@@ -303,13 +303,10 @@ impl Link {
                 // One write, one moment: its lines go to the log together.
                 let mut said = self.said.borrow_mut();
                 for record in records {
-                    self.log.gather(
+                    self.log.gather_line(
                         &mut said,
-                        format_args!(
-                            "link {} -> {}",
-                            self.neighbour,
-                            Escaped(&record.borrow().line)
-                        ),
+                        &["link ", &self.neighbour, " -> "],
+                        &record.borrow().line,
                     );
                 }
                 self.log.commit(&mut said);

@@ -9,7 +9,7 @@ use super::connection::Ended;
 use super::handler::{decode, Handler};
 use super::Shared;
 use crate::flood::DELIVERY_CAP;
-use crate::protocol::{self, now_nanos, AtRecord, ClientCommand, Escaped};
+use crate::protocol::{self, now_nanos, AtRecord, ClientCommand};
 use crate::store::Offered;
 
 impl Handler<'_> {
@@ -23,9 +23,7 @@ impl Handler<'_> {
             Ok(text) => (Cow::Borrowed(text), protocol::parse_client_line(text)),
             Err(lossy) => (Cow::Owned(lossy), ClientCommand::Invalid),
         };
-        shared
-            .log
-            .info(format_args!("{peer} <- {}", Escaped(&text)));
+        shared.log.line(&[peer, " <- "], &text);
         let lines = &shared.metrics.lines;
         match command {
             ClientCommand::Blank => Ok(None),

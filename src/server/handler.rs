@@ -15,7 +15,7 @@ use super::open::Conn;
 use super::Shared;
 use crate::logging::LogLines;
 use crate::os;
-use crate::protocol::{AtRecord, Escaped};
+use crate::protocol::AtRecord;
 
 /// How long a reply may wait for a client to make room for it.
 const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -211,11 +211,9 @@ impl Handler<'_> {
         self.shared.log.commit(&mut self.said);
         let mut writer = self.stream;
         writer.write_all(reply.as_bytes())?;
-        self.shared.log.info(format_args!(
-            "{} -> {}",
-            self.peer,
-            Escaped(reply.trim_end_matches('\n'))
-        ));
+        self.shared
+            .log
+            .line(&[&self.peer, " -> "], reply.trim_end_matches('\n'));
         Ok(())
     }
 }

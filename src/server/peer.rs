@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use super::connection::Ended;
 use super::handler::{decode, Handler};
 use crate::auth::{self, HandshakeError};
-use crate::protocol::{self, now_nanos, Escaped, PeerCommand};
+use crate::protocol::{self, now_nanos, PeerCommand};
 use crate::server::connection::LineError;
 use crate::store::Offered;
 
@@ -75,7 +75,7 @@ impl Handler<'_> {
             {
                 shared
                     .log
-                    .gather(&mut self.said, format_args!("{peer} <- {}", Escaped(text)));
+                    .gather_line(&mut self.said, &[peer, " <- "], text);
                 lines.at.inc();
                 metrics.superseded.inc();
                 return None;
@@ -88,7 +88,7 @@ impl Handler<'_> {
         };
         shared
             .log
-            .gather(&mut self.said, format_args!("{peer} <- {}", Escaped(&text)));
+            .gather_line(&mut self.said, &[peer, " <- "], &text);
         match command {
             PeerCommand::Blank => None,
             // With a herd secret the handshake proved who this is, and a
