@@ -200,6 +200,16 @@ impl<R: Source> Lines<R> {
 
     /// The next line without its `\n`, or `None` at end-of-file.
     pub(super) fn next_line(&mut self) -> Result<Option<Vec<u8>>, LineError> {
+        let mut line = Vec::new();
+        Ok(self.read_line(&mut line)?.then_some(line))
+    }
+
+    /// Puts the next line, without its `\n`, in `line` (replacing what it
+    /// held) and says whether there was one: false at end-of-file. A
+    /// connection reads every line into the same `Vec`, so a line costs
+    /// a copy and no allocation.
+    pub(super) fn read_line(&mut self, line: &mut Vec<u8>) -> Result<bool, LineError> {
+        line.clear();
         loop {
             let unread = &self.buf[self.scanned..self.filled];
             if let Some(i) = unread.iter().position(|&b| b == b'\n') {
@@ -207,11 +217,11 @@ impl<R: Source> Lines<R> {
                 if end - self.start > self.max {
                     return Err(LineError::TooLong);
                 }
-                let line = self.buf[self.start..end].to_vec();
+                line.extend_from_slice(&self.buf[self.start..end]);
                 self.start = end + 1;
                 self.scanned = self.start;
                 self.line_began = None;
-                return Ok(Some(line));
+                return Ok(true);
             }
             self.scanned = self.filled;
             if self.filled - self.start > self.max {
@@ -219,11 +229,11 @@ impl<R: Source> Lines<R> {
             }
             if self.eof {
                 if self.start == self.filled {
-                    return Ok(None);
+                    return Ok(false);
                 }
-                let line = self.buf[self.start..self.filled].to_vec();
+                line.extend_from_slice(&self.buf[self.start..self.filled]);
                 self.start = self.filled;
-                return Ok(Some(line));
+                return Ok(true);
             }
             // Move the unfinished line to the front, make room, read more.
             self.buf.copy_within(self.start..self.filled, 0);

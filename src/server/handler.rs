@@ -20,6 +20,10 @@ use crate::protocol::AtRecord;
 /// How long a reply may wait for a client to make room for it.
 const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The most room a connection keeps for its next line: a long line's
+/// room is given back, so a held connection keeps a client line's worth.
+const KEPT_LINE: usize = 1024;
+
 /// One connection being served.
 pub(super) struct Handler<'a> {
     pub(super) shared: &'a Shared,
@@ -118,12 +122,17 @@ impl Handler<'_> {
 
     /// The loop of [`Handler::run`].
     fn serve_lines(&mut self) -> Ended {
+        // Every line is read into this one buffer.
+        let mut raw = Vec::new();
         loop {
-            let raw = match self.next_line() {
-                Ok(Some(raw)) => raw,
-                Ok(None) => return Ended::EndOfInput,
+            if raw.capacity() > KEPT_LINE {
+                raw = Vec::new();
+            }
+            match self.next_line(&mut raw) {
+                Ok(true) => {}
+                Ok(false) => return Ended::EndOfInput,
                 Err(how) => return how,
-            };
+            }
             let reply = match self.port {
                 Port::Client => match self.client_line(&raw) {
                     Ok(reply) => reply,
@@ -150,10 +159,11 @@ impl Handler<'_> {
         }
     }
 
-    /// The next line, `None` at end-of-file; a line too long or a silent
-    /// client ends the connection, and says so in the log.
-    pub(super) fn next_line(&mut self) -> Result<Option<Vec<u8>>, Ended> {
-        let line = self.lines.next_line();
+    /// Reads the next line into `raw`; false at end-of-file. A line too
+    /// long or a silent client ends the connection, and says so in the
+    /// log.
+    pub(super) fn next_line(&mut self, raw: &mut Vec<u8>) -> Result<bool, Ended> {
+        let line = self.lines.read_line(raw);
         if line.is_err() {
             // What was received before comes first in the log.
             self.shared.log.commit(&mut self.said);
