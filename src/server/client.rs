@@ -15,7 +15,7 @@ use crate::store::Offered;
 impl Handler<'_> {
     /// Handles one line from a client and returns the reply, if any, or
     /// why the connection must close instead.
-    pub(super) fn client_line(&self, raw: &[u8]) -> Result<Option<String>, Ended> {
+    pub(super) fn client_line(&mut self, raw: &[u8]) -> Result<Option<String>, Ended> {
         let shared = self.shared;
         let peer = self.peer.as_str();
         let received = now_nanos();
@@ -52,9 +52,11 @@ impl Handler<'_> {
                         shared.metrics.stored_from_client.inc();
                         // One cap for waiting on room and on the writes.
                         let began = Instant::now();
-                        let delivery = shared.flood.broadcast(&stored);
+                        let mut delivery = shared.flood.broadcast(&stored);
                         let journaled = shared.journal(&stored);
                         delivery.wait(DELIVERY_CAP.saturating_sub(began.elapsed()));
+                        // Finished after the reply: see `Handler::serve_lines`.
+                        self.delivering = Some(delivery);
                         journaled
                     }
                     // The newer record stored may not be journaled yet (its

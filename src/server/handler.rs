@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::connection::{Ended, LineError, Lines, Port};
 use super::open::Conn;
 use super::Shared;
+use crate::flood::{Delivery, DELIVERY_CAP};
 use crate::logging::LogLines;
 use crate::os;
 use crate::protocol::AtRecord;
@@ -45,6 +46,9 @@ pub(super) struct Handler<'a> {
     /// On the peer port, the log lines of the burst being read, logged
     /// together when it is passed on (see `ServerLog::gather`).
     pub(super) said: LogLines,
+    /// On the client port, the last update's way to the neighbours, to
+    /// finish once its reply is written (see `Delivery::finish`).
+    pub(super) delivering: Option<Delivery>,
 }
 
 /// Runs one connection to its end, keeping its socket in the table of
@@ -93,6 +97,7 @@ pub(super) fn serve(shared: &Shared, stream: TcpStream, from: SocketAddr, port: 
             learnt: Vec::new(),
             from: None,
             said: LogLines::default(),
+            delivering: None,
         };
         let how = handler.run();
         // Everything owed has been written: let a half-closed client read
@@ -155,6 +160,17 @@ impl Handler<'_> {
                 if let Err(e) = self.reply(&reply) {
                     return Ended::Write(e);
                 }
+            }
+            if let Some(delivery) = self.delivering.take() {
+                // The update found a link's queue full: it was answered
+                // at once, and its connection waits here, before reading
+                // the next line, until the link makes room for it. The
+                // client gets no further ahead of the flood than if its
+                // reply had waited, and its thread sleeps once instead of
+                // twice (here, while its client reads the reply and
+                // sends the next line, instead of before the reply and
+                // again in `read`).
+                delivery.finish(DELIVERY_CAP);
             }
         }
     }

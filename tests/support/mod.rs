@@ -93,11 +93,31 @@ impl TestHerd {
         limits: Limits,
         log_dir: Option<PathBuf>,
     ) -> TestHerd {
-        let mut test_herd = TestHerd::stopped(names, links, places);
+        // The ports are free when chosen, and each is taken by one bind
+        // soon after; a few times in CI a process from an earlier test
+        // took one in between ("Address already in use"). Every port is
+        // bound before any server starts, so then the herd simply moves
+        // to other ports.
+        let mut attempts = 0;
+        let (mut test_herd, bound) = loop {
+            let test_herd = TestHerd::stopped(names, links, places.clone());
+            let bound: std::io::Result<Vec<Listeners>> = names
+                .iter()
+                .map(|name| Listeners::bind(test_herd.herd.server(name).unwrap()))
+                .collect();
+            match bound {
+                Ok(bound) => break (test_herd, bound),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && attempts < 5 => {
+                    attempts += 1;
+                    eprintln!("{e}; choosing other ports");
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         test_herd.limits = limits;
         test_herd.log_dir = log_dir;
-        for name in names {
-            test_herd.restart(name);
+        for (name, listeners) in names.iter().zip(bound) {
+            test_herd.start_on(name, listeners);
         }
         test_herd
     }
@@ -132,9 +152,13 @@ impl TestHerd {
     /// Starts (again) the server of that name on its ports, with an empty
     /// store, as a restarted process would be.
     pub fn restart(&mut self, name: &str) {
-        assert!(!self.servers.contains_key(name), "{name} is running");
         let spec = self.herd.server(name).unwrap().clone();
-        let listeners = Listeners::bind(&spec).unwrap();
+        self.start_on(name, Listeners::bind(&spec).unwrap());
+    }
+
+    /// Starts the server of that name on listeners already bound.
+    fn start_on(&mut self, name: &str, listeners: Listeners) {
+        assert!(!self.servers.contains_key(name), "{name} is running");
         let log = match &self.log_dir {
             Some(dir) => ServerLog::to_file(dir, name, Default::default()).unwrap().0,
             None => ServerLog::discard(),
