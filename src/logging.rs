@@ -23,7 +23,7 @@
 //! most of the log: about twenty an update across a five-server herd.
 //! They skip fern and go to the same buffer already formatted
 //! ([`ServerLog::line`]), and a neighbour's burst or a link's batch is
-//! logged at once, all its lines with one time ([`ServerLog::gather`]):
+//! logged at once, all its lines with one time ([`ServerLog::gather_line`]):
 //! 80-110 ns a line against 175 through fern, on this project's 2-core
 //! machine.
 //!
@@ -174,30 +174,15 @@ impl ServerLog {
         self.write(Level::Error, args);
     }
 
-    /// Adds an ordinary event to `lines`, formatted as [`ServerLog::info`]
-    /// would, with the time of the first line gathered since the last
-    /// [`ServerLog::commit`]. For the lines of a burst a neighbour's read
-    /// brought, or of a batch a link writes: they share one moment, and
-    /// gathering them skips, per line, the clock, the time's formatting,
-    /// fern's dispatch and the lock of the shared buffer, which together
-    /// cost about as much as the rest of handling a relayed line.
-    pub fn gather(&self, lines: &mut LogLines, args: fmt::Arguments<'_>) {
-        if self.lines.is_none() {
-            return;
-        }
-        if lines.count == 0 {
-            lines.stamp.clear();
-            let _ = write!(lines.stamp, "{} {:<5} ", Stamp::now(), Level::Info);
-        }
-        lines.text.push_str(&lines.stamp);
-        let _ = writeln!(lines.text, "{args}");
-        lines.count += 1;
-    }
-
-    /// Like [`ServerLog::gather`] for the commonest line of all, a line
-    /// received or sent: the pieces of `head` as they are, then `text` as
-    /// [`Escaped`] shows it. Most lines need no escaping, and then no
-    /// formatting machinery runs at all.
+    /// Adds a line received or sent to `lines`, as [`ServerLog::info`]
+    /// would log it: the pieces of `head` as they are, then `text` as
+    /// [`Escaped`] shows it, with the time of the first line gathered
+    /// since the last [`ServerLog::commit`]. For the lines of a burst a
+    /// neighbour's read brought, or of a batch a link writes: they share
+    /// one moment, and gathering them skips, per line, the clock, the
+    /// time's formatting, fern's dispatch and the lock of the shared
+    /// buffer. Most lines need no escaping, and then no formatting
+    /// machinery runs at all.
     pub fn gather_line(&self, lines: &mut LogLines, head: &[&str], text: &str) {
         if self.lines.is_none() {
             return;
@@ -207,34 +192,25 @@ impl ServerLog {
             let _ = write!(lines.stamp, "{} {:<5} ", Stamp::now(), Level::Info);
         }
         lines.text.push_str(&lines.stamp);
-        for piece in head {
-            lines.text.push_str(piece);
-        }
-        if text
-            .bytes()
-            .all(|b| (0x20..0x7f).contains(&b) && b != b'\\')
-        {
-            lines.text.push_str(text);
-        } else {
-            let _ = write!(lines.text, "{}", Escaped(text));
-        }
-        lines.text.push('\n');
+        push_line(&mut lines.text, head, text);
         lines.count += 1;
     }
 
     /// Logs one line received or sent at once, as [`ServerLog::gather_line`]
     /// and [`ServerLog::commit`] would: a client's line and its reply.
+    /// Formatted in the thread's scratch buffer, the one fern's lines use,
+    /// so a connection's thread keeps one buffer, not two.
     pub fn line(&self, head: &[&str], text: &str) {
-        if self.lines.is_none() {
-            return;
-        }
-        LINE.with_borrow_mut(|lines| {
-            self.gather_line(lines, head, text);
-            self.commit(lines);
-            if lines.text.capacity() > SCRATCH_KEPT {
+        let Some(writer) = &self.lines else { return };
+        SCRATCH.with_borrow_mut(|out| {
+            out.clear();
+            let _ = write!(out, "{} {:<5} ", Stamp::now(), Level::Info);
+            push_line(out, head, text);
+            writer.push(out, 1);
+            if out.capacity() > SCRATCH_KEPT {
                 // A whole WHATSAT reply was logged: a connection's thread
                 // does not keep its room.
-                lines.text = String::new();
+                *out = String::with_capacity(256);
             }
         });
     }
@@ -261,7 +237,7 @@ impl ServerLog {
     }
 }
 
-/// Log lines one thread gathers with [`ServerLog::gather`] and hands to
+/// Log lines one thread gathers with [`ServerLog::gather_line`] and hands to
 /// the log at once with [`ServerLog::commit`]; reused, so gathering
 /// allocates nothing once warm.
 #[derive(Default)]
@@ -273,15 +249,27 @@ pub struct LogLines {
     stamp: String,
 }
 
-thread_local! {
-    /// Where [`ServerLog::line`] formats its line: reused, like
-    /// [`SCRATCH`].
-    static LINE: RefCell<LogLines> = RefCell::new(LogLines::default());
-}
-
 /// The most room a [`LogLines`] keeps between gatherings: a resync's
 /// batch of a few hundred lines, not the megabytes of a huge one.
 const GATHER_KEPT: usize = 256 * 1024;
+
+/// Appends the pieces of `head`, then `text` as [`Escaped`] shows it,
+/// then a newline. Most lines need no escaping, and then no formatting
+/// machinery runs at all.
+fn push_line(out: &mut String, head: &[&str], text: &str) {
+    for piece in head {
+        out.push_str(piece);
+    }
+    if text
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'\\')
+    {
+        out.push_str(text);
+    } else {
+        let _ = write!(out, "{}", Escaped(text));
+    }
+    out.push('\n');
+}
 
 /// The time a log line begins with: RFC 3339 in UTC with microseconds,
 /// `2026-11-24T20:31:07.412331Z`, as `humantime` writes it. A busy server
@@ -838,7 +826,8 @@ mod batch_tests {
 
     /// Gathered lines reach the file when committed, in the order
     /// gathered, each a whole line with one shared time, after the lines
-    /// logged before the commit; nothing is written before it.
+    /// logged before the commit; nothing is written before it. A line
+    /// that needs escaping reads as it would through fern.
     #[test]
     fn gathered_lines_arrive_together_on_commit() {
         let tmp = tempfile::Builder::new()
@@ -847,17 +836,17 @@ mod batch_tests {
             .unwrap();
         let (log, path) = ServerLog::to_file(tmp.path(), "G", LogFiles::default()).unwrap();
         let mut lines = LogLines::default();
-        log.gather(&mut lines, format_args!("first <- {}", 1));
-        log.gather(&mut lines, format_args!("second <- {}", 2));
+        log.gather_line(&mut lines, &["first", " <- "], "1");
+        log.gather_line(&mut lines, &["second", " <- "], "2");
         log.info(format_args!("before the commit"));
         log.flush();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("first"), "written before its commit: {text}");
         log.commit(&mut lines);
-        log.gather(&mut lines, format_args!("third"));
+        log.gather_line(&mut lines, &[], "third");
         log.gather_line(&mut lines, &["x", " -> "], "AT a\\b\n");
-        log.gather(&mut lines, format_args!("x -> {}", Escaped("AT a\\b\n")));
         log.commit(&mut lines);
+        log.info(format_args!("x -> {}", Escaped("AT a\\b\n")));
         log.flush();
         let text = std::fs::read_to_string(&path).unwrap();
         let got: Vec<(&str, &str)> = text

@@ -15,6 +15,8 @@ use crate::store::Offered;
 impl Handler<'_> {
     /// Handles one line from a client and returns the reply, if any, or
     /// why the connection must close instead.
+    // Out of line: see `listen::CONNECTION_STACK`.
+    #[inline(never)]
     pub(super) fn client_line(&mut self, raw: &[u8]) -> Result<Option<String>, Ended> {
         let shared = self.shared;
         let peer = self.peer.as_str();
@@ -84,24 +86,32 @@ impl Handler<'_> {
                 }
                 Ok(Some(reply))
             }
-            ClientCommand::WhatsAt(query) => {
-                // The record is cloned out of the store; the Places call
-                // below runs with no lock held.
-                let Some(record) = shared.store.get(&query.client) else {
-                    lines.invalid.inc();
-                    return Ok(Some(protocol::invalid_reply(&text)));
-                };
-                lines.whatsat.inc();
-                let answer = shared.places.nearby(
-                    &record.update.location,
-                    query.radius_m,
-                    query.bound,
-                    &shared.log,
-                );
-                shared.metrics.places_request(answer.failed, answer.seconds);
-                Ok(Some(protocol::whatsat_reply(&record.line, &answer.json)))
-            }
+            ClientCommand::WhatsAt(query) => Ok(Some(self.whats_at(&query, &text))),
         }
+    }
+
+    /// The reply to a WHATSAT. Not inlined into `client_line`: a Places
+    /// request's locals would otherwise deepen every IAMAT's stack too
+    /// (see `listen::CONNECTION_STACK`).
+    #[inline(never)]
+    fn whats_at(&self, query: &protocol::WhatsAt, text: &str) -> String {
+        let shared = self.shared;
+        let lines = &shared.metrics.lines;
+        // The record is cloned out of the store; the Places call below
+        // runs with no lock held.
+        let Some(record) = shared.store.get(&query.client) else {
+            lines.invalid.inc();
+            return protocol::invalid_reply(text);
+        };
+        lines.whatsat.inc();
+        let answer = shared.places.nearby(
+            &record.update.location,
+            query.radius_m,
+            query.bound,
+            &shared.log,
+        );
+        shared.metrics.places_request(answer.failed, answer.seconds);
+        protocol::whatsat_reply(&record.line, &answer.json)
     }
 }
 

@@ -44,7 +44,7 @@ pub(super) struct Handler<'a> {
     /// sent back to it.
     pub(super) from: Option<String>,
     /// On the peer port, the log lines of the burst being read, logged
-    /// together when it is passed on (see `ServerLog::gather`).
+    /// together when it is passed on (see `ServerLog::gather_line`).
     pub(super) said: LogLines,
     /// On the client port, the last update's way to the neighbours, to
     /// finish once its reply is written (see `Delivery::finish`).
@@ -179,12 +179,7 @@ impl Handler<'_> {
     /// long or a silent client ends the connection, and says so in the
     /// log.
     pub(super) fn next_line(&mut self, raw: &mut Vec<u8>) -> Result<bool, Ended> {
-        let line = self.lines.read_line(raw);
-        if line.is_err() {
-            // What was received before comes first in the log.
-            self.shared.log.commit(&mut self.said);
-        }
-        match line {
+        match self.lines.read_line(raw) {
             Ok(line) => {
                 // Only the client port makes room by idleness: a peer
                 // line, the hot path, costs no clock read.
@@ -193,8 +188,22 @@ impl Handler<'_> {
                 }
                 Ok(line)
             }
-            Err(LineError::LineTimeout) => {
-                let shared = self.shared;
+            Err(e) => Err(self.line_failed(e)),
+        }
+    }
+
+    /// Why a connection ends when reading its next line failed, said in
+    /// the log. Out of line, as the rare path it is: its log lines'
+    /// arguments would otherwise deepen the stack of every connection
+    /// (see `listen::CONNECTION_STACK`).
+    #[cold]
+    #[inline(never)]
+    fn line_failed(&mut self, e: LineError) -> Ended {
+        let shared = self.shared;
+        // What was received before comes first in the log.
+        shared.log.commit(&mut self.said);
+        match e {
+            LineError::LineTimeout => {
                 shared.metrics.line_timeouts.inc();
                 if let Some(n) = shared.line_timeouts.occurred() {
                     shared.log.warn(format_args!(
@@ -204,30 +213,30 @@ impl Handler<'_> {
                         shared.limits.line_timeout.unwrap_or_default().as_secs_f64()
                     ));
                 }
-                Err(Ended::LineTimeout)
+                Ended::LineTimeout
             }
-            Err(LineError::TooLong) => {
-                self.shared.log.warn(format_args!(
+            LineError::TooLong => {
+                shared.log.warn(format_args!(
                     "{} sent a line longer than {} bytes; closing the connection",
-                    self.peer, self.shared.limits.max_line
+                    self.peer, shared.limits.max_line
                 ));
-                Err(Ended::LineTooLong)
+                Ended::LineTooLong
             }
-            Err(LineError::Io(e))
+            LineError::Io(e)
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                let idle = self.shared.limits.idle_timeout.unwrap_or_default();
-                self.shared.log.warn(format_args!(
+                let idle = shared.limits.idle_timeout.unwrap_or_default();
+                shared.log.warn(format_args!(
                     "{} sent nothing for {} s (--idle-timeout); closing the connection",
                     self.peer,
                     idle.as_secs_f64()
                 ));
-                Err(Ended::IdleTimeout)
+                Ended::IdleTimeout
             }
-            Err(LineError::Io(e)) => Err(Ended::Read(e)),
+            LineError::Io(e) => Ended::Read(e),
         }
     }
 

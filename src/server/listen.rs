@@ -20,7 +20,13 @@ use crate::logging::{Episode, ServerLog};
 
 /// Stack size of connection threads. Their deepest work is a Places
 /// request (TLS included) and a JSON re-layout; 512 KiB leaves ample room,
-/// and pages of it that are never touched cost no memory.
+/// and pages of it that are never touched cost no memory. A connection
+/// that has only ever sent IAMATs touches two pages (8 KiB, with the
+/// thread's own bookkeeping at the top): the WHATSAT and neighbour paths
+/// are kept out of line (`Handler::whats_at`, `Handler::peer_line`,
+/// `Handler::client_line`) so that their locals do not deepen it. A
+/// third page is 4 KiB more per held connection; `proxy-herd-bench
+/// conns` shows it.
 const CONNECTION_STACK: usize = 512 * 1024;
 
 /// How many client connection threads may wait, their connection over,
@@ -238,17 +244,10 @@ pub(super) fn accept_loop(shared: &Arc<Shared>, listener: TcpListener, port: Por
         let spawned = thread::Builder::new()
             .stack_size(CONNECTION_STACK)
             .spawn(move || {
-                let mut connection = first;
-                loop {
-                    let (stream, from) = connection;
-                    handler::serve(&thread_shared, stream, from, port);
-                    match port {
-                        Port::Client => match thread_waiting.next(&thread_shared.stopping) {
-                            Some(next) => connection = next,
-                            None => return,
-                        },
-                        Port::Peer => return,
-                    }
+                let (stream, from) = first;
+                handler::serve(&thread_shared, stream, from, port);
+                if port == Port::Client {
+                    serve_next(&thread_shared, &thread_waiting);
                 }
             });
         if let Err(e) = spawned {
@@ -257,6 +256,19 @@ pub(super) fn accept_loop(shared: &Arc<Shared>, listener: TcpListener, port: Por
                 .log
                 .error(format_args!("cannot start a connection thread: {e}"));
         }
+    }
+}
+
+/// Serves the client connections a thread is given once its first one is
+/// over, until none comes (see [`Waiting`]). Out of line, so that the
+/// first connection's calls start as high on the stack as they would
+/// without it: most held connections are a thread's first, and their
+/// depth decides how many pages of stack each keeps (see
+/// [`CONNECTION_STACK`]).
+#[inline(never)]
+fn serve_next(shared: &Arc<Shared>, waiting: &Waiting) {
+    while let Some((stream, from)) = waiting.next(&shared.stopping) {
+        handler::serve(shared, stream, from, Port::Client);
     }
 }
 

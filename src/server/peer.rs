@@ -56,6 +56,8 @@ impl Handler<'_> {
     /// Handles one line from a neighbour: a valid AT is stored, and if it
     /// is new its line joins `learnt`, to be journaled and flooded on with
     /// the rest of its burst. It gets no reply.
+    // Out of line: see `listen::CONNECTION_STACK`.
+    #[inline(never)]
     pub(super) fn peer_line(&mut self, raw: &[u8]) -> Option<String> {
         let shared = self.shared;
         let peer = self.peer.as_str();
