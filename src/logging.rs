@@ -210,7 +210,7 @@ impl ServerLog {
             if out.capacity() > SCRATCH_KEPT {
                 // A whole WHATSAT reply was logged: a connection's thread
                 // does not keep its room.
-                *out = String::with_capacity(256);
+                *out = String::new();
             }
         });
     }
@@ -439,8 +439,10 @@ const SCRATCH_KEPT: usize = 4096;
 thread_local! {
     /// Where a thread formats its log line before copying it into
     /// [`Pending`]: reused, so logging allocates nothing once warm, and
-    /// formatting happens outside the lock.
-    static SCRATCH: RefCell<String> = RefCell::new(String::with_capacity(256));
+    /// formatting happens outside the lock. It starts empty and grows to the longest line the thread formats:
+    /// most of a held connection's lines are short, and its thread keeps
+    /// this buffer for as long as it lives.
+    static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 /// How often a run of failed log writes is reported on standard error.
@@ -709,7 +711,7 @@ impl Log for ToBatch {
             if line.capacity() > SCRATCH_KEPT {
                 // A whole WHATSAT reply was logged: do not keep its room
                 // for the rest of a long connection's life.
-                *line = String::with_capacity(256);
+                *line = String::new();
             }
         });
     }
