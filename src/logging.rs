@@ -202,16 +202,10 @@ impl ServerLog {
     /// so a connection's thread keeps one buffer, not two.
     pub fn line(&self, head: &[&str], text: &str) {
         let Some(writer) = &self.lines else { return };
-        SCRATCH.with_borrow_mut(|out| {
-            out.clear();
+        with_scratch(|out| {
             let _ = write!(out, "{} {:<5} ", Stamp::now(), Level::Info);
             push_line(out, head, text);
             writer.push(out, 1);
-            if out.capacity() > SCRATCH_KEPT {
-                // A whole WHATSAT reply was logged: a connection's thread
-                // does not keep its room.
-                *out = String::new();
-            }
         });
     }
 
@@ -439,10 +433,25 @@ const SCRATCH_KEPT: usize = 4096;
 thread_local! {
     /// Where a thread formats its log line before copying it into
     /// [`Pending`]: reused, so logging allocates nothing once warm, and
-    /// formatting happens outside the lock. It starts empty and grows to the longest line the thread formats:
-    /// most of a held connection's lines are short, and its thread keeps
-    /// this buffer for as long as it lives.
+    /// formatting happens outside the lock. It starts empty and grows to
+    /// the longest line the thread formats: most of a held connection's
+    /// lines are short, and its thread keeps this buffer for as long as
+    /// it lives.
     static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Runs `format` on the thread's emptied [`SCRATCH`], the one buffer
+/// both fern's lines and [`ServerLog::line`] are formatted in. A long
+/// line's room (a whole WHATSAT reply) is given back afterwards, so a
+/// long-lived connection's thread does not keep it.
+fn with_scratch(format: impl FnOnce(&mut String)) {
+    SCRATCH.with_borrow_mut(|out| {
+        out.clear();
+        format(out);
+        if out.capacity() > SCRATCH_KEPT {
+            *out = String::new();
+        }
+    });
 }
 
 /// How often a run of failed log writes is reported on standard error.
@@ -704,15 +713,9 @@ impl Log for ToBatch {
     }
 
     fn log(&self, record: &Record<'_>) {
-        SCRATCH.with_borrow_mut(|line| {
-            line.clear();
+        with_scratch(|line| {
             let _ = writeln!(line, "{}", record.args());
             self.0.push(line, 1);
-            if line.capacity() > SCRATCH_KEPT {
-                // A whole WHATSAT reply was logged: do not keep its room
-                // for the rest of a long connection's life.
-                *line = String::new();
-            }
         });
     }
 
@@ -824,6 +827,21 @@ mod batch_tests {
         assert!(pending.text.len() <= MAX_PENDING, "{}", pending.text.len());
         assert_eq!(pending.text.len() / 1024 + pending.dropped as usize, lines);
         assert!(pending.dropped >= 100, "{}", pending.dropped);
+    }
+
+    /// A line longer than [`SCRATCH_KEPT`] (a WHATSAT reply) does not leave
+    /// its room in the thread's scratch buffer, and the next line is
+    /// formatted in an emptied buffer.
+    #[test]
+    fn scratch_gives_back_a_long_lines_room() {
+        with_scratch(|out| out.push_str(&"x".repeat(SCRATCH_KEPT * 4)));
+        SCRATCH.with_borrow(|out| assert!(out.capacity() <= SCRATCH_KEPT, "{}", out.capacity()));
+        with_scratch(|out| out.push_str("short"));
+        with_scratch(|out| {
+            assert!(out.is_empty(), "not emptied: {out:?}");
+            out.push_str("next");
+        });
+        SCRATCH.with_borrow(|out| assert_eq!(out, "next"));
     }
 
     /// Gathered lines reach the file when committed, in the order
